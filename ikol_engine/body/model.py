@@ -1,0 +1,106 @@
+"""The body model: SMPL's tree, shape space and mesh, over ``smplx.SMPL``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import smplx
+import torch
+from smplx.utils import Struct
+
+from .. import skeleton
+from .model_file import BodyArrays, read_body_arrays
+
+
+class BodyModel:
+    """An SMPL-layout body: rest keypoints for given shapes, and the skinned mesh.
+
+    The IK layer needs only the 29 rest keypoints as a linear function of the shape
+    coefficients (betas); the full mesh goes through ``smplx.SMPL``.
+
+    Args:
+        path: an official SMPL ``.pkl``, an SMPL-layout ``.npz``, or ``None`` for the
+            bundled licence-clean default body.
+        num_betas: shape directions to use (at most what the file holds).
+    """
+
+    joint_names = skeleton.JOINT_NAMES
+    parents = skeleton.PARENTS
+    keypoint_names = skeleton.KEYPOINT_NAMES
+    keypoint_parents = skeleton.KEYPOINT_PARENTS
+
+    def __init__(self, path: str | Path | None = None, num_betas: int = 10) -> None:
+        self.arrays: BodyArrays = read_body_arrays(path)
+        self.path = self.arrays.path
+        self.num_betas = min(num_betas, self.arrays.shapedirs.shape[-1])
+        a = self.arrays
+        # Rest keypoints are linear in betas: joints through the regressor, leaves are vertices.
+        leaves = a.leaf_vertices
+        template = np.concatenate([a.j_regressor @ a.v_template, a.v_template[leaves]])
+        dirs = a.shapedirs[..., : self.num_betas]
+        shape_dirs = np.concatenate([np.einsum("jv,vcn->jcn", a.j_regressor, dirs), dirs[leaves]])
+        self._keypoint_template = torch.from_numpy(template.astype(np.float32))
+        self._keypoint_dirs = torch.from_numpy(shape_dirs.astype(np.float32))
+        self._smpl: smplx.SMPL | None = None
+
+    def __repr__(self) -> str:
+        return f"BodyModel({str(self.path)!r}, vertices={len(self.arrays.v_template)}, num_betas={self.num_betas})"
+
+    @property
+    def faces(self) -> np.ndarray:
+        """(F, 3) triangle vertex indices."""
+        return self.arrays.faces
+
+    @property
+    def template_vertices(self) -> np.ndarray:
+        """(V, 3) rest vertices for mean shape, metres, y-up."""
+        return self.arrays.v_template
+
+    @property
+    def skin_weights(self) -> np.ndarray:
+        """(V, 24) skinning weights."""
+        return self.arrays.weights
+
+    def rest_keypoints(self, betas: torch.Tensor) -> torch.Tensor:
+        """Rest positions of the 24 joints and 5 leaf points.
+
+        Args:
+            betas: (B, N) shape coefficients, N <= num_betas (missing ones are zero).
+        Returns:
+            (B, 29, 3) positions in metres.
+        """
+        template = self._keypoint_template.to(betas.device, betas.dtype)
+        dirs = self._keypoint_dirs[..., : betas.shape[-1]].to(betas.device, betas.dtype)
+        return template + torch.einsum("kcn,bn->bkc", dirs, betas)
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, 24, 3) rest joint positions for betas (B, N)."""
+        return self.rest_keypoints(betas)[:, : skeleton.NUM_JOINTS]
+
+    @property
+    def smpl(self) -> smplx.SMPL:
+        """The ``smplx.SMPL`` module over the same arrays (built on first use)."""
+        if self._smpl is None:
+            a = self.arrays
+            struct = Struct(v_template=a.v_template, f=a.faces, J_regressor=a.j_regressor,
+                            weights=a.weights, shapedirs=a.shapedirs, posedirs=a.posedirs,
+                            kintree_table=np.stack([np.array(skeleton.PARENTS), np.arange(skeleton.NUM_JOINTS)]))
+            self._smpl = smplx.SMPL(model_path=str(self.path), data_struct=struct, num_betas=self.num_betas,
+                                    vertex_ids=a.smplx_vertex_ids)
+        return self._smpl
+
+    def vertices(self, rotations: torch.Tensor, betas: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+        """Posed mesh vertices through smplx (linear blend skinning + correctives).
+
+        Args:
+            rotations: (B, 24, 3, 3) local rotations.
+            betas: (B, N) shape coefficients.
+            translation: (B, 3) root translation.
+        Returns:
+            (B, V, 3) vertices.
+        """
+        smpl = self.smpl.to(rotations.device, rotations.dtype)
+        betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[-1]))
+        out = smpl(betas=betas, global_orient=rotations[:, :1], body_pose=rotations[:, 1:],
+                   transl=translation, pose2rot=False)
+        return out.vertices

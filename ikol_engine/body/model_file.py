@@ -1,0 +1,156 @@
+"""Reading and validating body model files (official SMPL ``.pkl``, ``.npz``)."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import skeleton
+from .safe_pickle import ForeignObjectError, load_model_pickle
+
+DEFAULT_BODY_PATH = Path(__file__).parent / "data" / "default_body.npz"
+NUM_POSE_BASIS = 9 * (skeleton.NUM_JOINTS - 1)
+# Landmarks smplx's vertex-joint selector reads (its SMPL-H vertex-id names).
+SMPLX_LANDMARKS: tuple[str, ...] = (
+    "nose", "reye", "leye", "rear", "lear", "LBigToe", "LSmallToe", "LHeel", "RBigToe",
+    "RSmallToe", "RHeel", "lthumb", "lindex", "lmiddle", "lring", "lpinky", "rthumb",
+    "rindex", "rmiddle", "rring", "rpinky",
+)
+SMPL_NUM_VERTICES = 6890
+
+
+class BodyModelError(ValueError):
+    """A body model file is missing, unreadable or not an SMPL-layout model."""
+
+
+@dataclass(frozen=True)
+class BodyArrays:
+    """A validated body model in SMPL's layout (V vertices, F faces, N shape directions).
+
+    Attributes:
+        v_template: (V, 3) rest vertices, metres, y-up.
+        faces: (F, 3) triangle vertex indices.
+        j_regressor: (24, V) joint regressor.
+        weights: (V, 24) skinning weights.
+        shapedirs: (V, 3, N) shape blend shapes.
+        posedirs: (V, 3, 207) pose corrective blend shapes.
+        landmarks: landmark name -> vertex index (includes the five leaf points).
+    """
+
+    path: Path
+    v_template: np.ndarray
+    faces: np.ndarray
+    j_regressor: np.ndarray
+    weights: np.ndarray
+    shapedirs: np.ndarray
+    posedirs: np.ndarray
+    landmarks: dict[str, int]
+
+    @property
+    def leaf_vertices(self) -> np.ndarray:
+        """(5,) vertex indices of the leaf keypoints, in skeleton.LEAF_NAMES order."""
+        return np.array([self.landmarks[n] for n in skeleton.LEAF_LANDMARKS], dtype=np.int64)
+
+    @property
+    def smplx_vertex_ids(self) -> dict[str, int]:
+        return {n: self.landmarks[n] for n in SMPLX_LANDMARKS}
+
+
+def read_body_arrays(path: str | Path | None = None) -> BodyArrays:
+    """Loads and validates a body model; ``None`` gives the bundled default body.
+
+    Raises:
+        BodyModelError: naming the file and what is wrong with it.
+    """
+    path = Path(path) if path is not None else DEFAULT_BODY_PATH
+    raw = _read_raw(path)
+    return _validate(path, raw)
+
+
+def _read_raw(path: Path) -> dict:
+    if not path.is_file():
+        raise BodyModelError(f"{path}: no such body model file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pkl":
+            with path.open("rb") as stream:
+                return load_model_pickle(stream)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+    except ForeignObjectError as error:
+        raise BodyModelError(f"{path}: {error}") from None
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise BodyModelError(f"{path}: holds pickled Python objects; a body .npz must hold plain arrays") from None
+        raise BodyModelError(f"{path}: unreadable ({error})") from None
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, KeyError, TypeError,
+            AttributeError, IndexError) as error:
+        raise BodyModelError(f"{path}: truncated or not a body model file ({type(error).__name__}: {error})") from None
+    raise BodyModelError(f"{path}: unsupported body model format {suffix!r} (expected .pkl or .npz)")
+
+
+def _array(path: Path, raw: dict, key: str, shape: tuple, dtype: type) -> np.ndarray:
+    if key not in raw:
+        raise BodyModelError(f"{path}: missing '{key}' (found: {', '.join(sorted(raw))})")
+    try:
+        value = np.asarray(raw[key], dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise BodyModelError(f"{path}: '{key}' is not a numeric array ({error})") from None
+    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise BodyModelError(f"{path}: '{key}' has shape {value.shape}, expected {want}")
+    if not np.all(np.isfinite(value)):
+        raise BodyModelError(f"{path}: '{key}' contains NaN or infinite values")
+    return value
+
+
+def _validate(path: Path, raw: dict) -> BodyArrays:
+    j = skeleton.NUM_JOINTS
+    v_template = _array(path, raw, "v_template", (None, 3), np.float32)
+    v = v_template.shape[0]
+    faces = _array(path, raw, "f", (None, 3), np.int64)
+    if faces.size and (faces.min() < 0 or faces.max() >= v):
+        raise BodyModelError(f"{path}: 'f' indexes vertices outside 0..{v - 1}")
+    kintree = _array(path, raw, "kintree_table", (2, j), np.int64)
+    parents = tuple(int(p) for p in kintree[0, 1:])
+    if parents != skeleton.PARENTS[1:]:
+        raise BodyModelError(f"{path}: 'kintree_table' is not SMPL's 24-joint tree")
+    arrays = BodyArrays(
+        path=path,
+        v_template=v_template,
+        faces=faces,
+        j_regressor=_array(path, raw, "J_regressor", (j, v), np.float32),
+        weights=_array(path, raw, "weights", (v, j), np.float32),
+        shapedirs=_array(path, raw, "shapedirs", (v, 3, None), np.float32),
+        posedirs=_array(path, raw, "posedirs", (v, 3, NUM_POSE_BASIS), np.float32),
+        landmarks=_landmarks(path, raw, v),
+    )
+    if not np.allclose(arrays.weights.sum(axis=1), 1.0, atol=1e-3):
+        raise BodyModelError(f"{path}: skinning 'weights' rows do not sum to 1")
+    return arrays
+
+
+def _landmarks(path: Path, raw: dict, num_vertices: int) -> dict[str, int]:
+    if "landmark_names" in raw:
+        names = [str(n) for n in np.asarray(raw["landmark_names"]).tolist()]
+        ids = _array(path, raw, "landmark_vertex_ids", (len(names),), np.int64)
+        landmarks = dict(zip(names, (int(i) for i in ids)))
+    elif num_vertices == SMPL_NUM_VERTICES:
+        from smplx.vertex_ids import vertex_ids  # the official mesh's published landmarks
+
+        landmarks = dict(vertex_ids["smplh"])
+        landmarks["head_top"] = skeleton.SMPL_LEAF_VERTICES[0]
+    else:
+        raise BodyModelError(
+            f"{path}: a mesh of {num_vertices} vertices (not SMPL's {SMPL_NUM_VERTICES}) "
+            "needs 'landmark_names' and 'landmark_vertex_ids'")
+    missing = [n for n in skeleton.LEAF_LANDMARKS + SMPLX_LANDMARKS if n not in landmarks]
+    if missing:
+        raise BodyModelError(f"{path}: landmarks missing: {', '.join(missing)}")
+    if any(not 0 <= i < num_vertices for i in landmarks.values()):
+        raise BodyModelError(f"{path}: a landmark vertex index is outside 0..{num_vertices - 1}")
+    return landmarks

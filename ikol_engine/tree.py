@@ -22,10 +22,6 @@ class KinematicTree:
     levels: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ...]
     # (J, K): 1 where joint j is a strict ancestor of keypoint k, i.e. j's rotation moves k.
     moves: torch.Tensor
-    # Joint pairs (upper, lower) with upper an ancestor of lower or equal to it: the
-    # only pairs whose rotations move a keypoint in common.
-    pair_upper: torch.Tensor
-    pair_lower: torch.Tensor
 
     @property
     def num_keypoints(self) -> int:
@@ -45,21 +41,16 @@ class KinematicTree:
             levels.append(tuple(torch.tensor(ix, dtype=torch.long) for ix in
                                 (ks, [parents[k] for k in ks], js, [parents[j] for j in js])))
         moves = torch.zeros(num_joints, len(parents))
-        pairs = []
         for k in range(len(parents)):
             a = parents[k]
             while a >= 0:
                 moves[a, k] = 1.0
                 a = parents[a]
-            if k < num_joints:
-                pairs += [(a, k) for a in range(num_joints) if a == k or moves[a, k]]
-        upper, lower = zip(*pairs)
-        return cls(tuple(parents), num_joints, tuple(levels), moves, torch.tensor(upper), torch.tensor(lower))
+        return cls(tuple(parents), num_joints, tuple(levels), moves)
 
     def to(self, device: torch.device) -> "KinematicTree":
         levels = tuple(tuple(ix.to(device) for ix in level) for level in self.levels)
-        return KinematicTree(self.parents, self.num_joints, levels, self.moves.to(device),
-                             self.pair_upper.to(device), self.pair_lower.to(device))
+        return KinematicTree(self.parents, self.num_joints, levels, self.moves.to(device))
 
 
 SMPL_TREE = KinematicTree.from_parents(skeleton.KEYPOINT_PARENTS, skeleton.NUM_JOINTS)

@@ -7,7 +7,7 @@ import torch
 
 from ikol_engine import skeleton
 from ikol_engine.body import BodyModel
-from ikol_engine.ik.rotations import twist_angle
+from ikol_engine.ik.rotations import bone_twists
 from ikol_engine.kinematics import forward_kinematics, rest_offsets
 from ikol_engine.tree import SMPL_TREE
 
@@ -29,8 +29,7 @@ class Case:
 def make_case(body: BodyModel, rotations: torch.Tensor, betas: torch.Tensor, translation: torch.Tensor) -> Case:
     offsets = rest_offsets(body.rest_keypoints(betas), SMPL_TREE)
     globals_, keypoints = forward_kinematics(rotations, offsets, translation, SMPL_TREE)
-    axes = torch.nn.functional.normalize(offsets[:, list(skeleton.BONE_CHILD[1:])], dim=-1)
-    twist, _ = twist_angle(rotations[:, 1:], axes)
+    twist = bone_twists(rotations, offsets)
     return Case(rotations, translation, betas, globals_, keypoints, twist)
 
 

@@ -118,6 +118,7 @@ def test_betas_shared_across_frames(body, case):
 def test_fit_shape_recovers_bone_lengths(body, generator):
     frames = 200
     betas = random_betas(1, body.num_betas, generator)
+    betas[0, 0] = 2.0  # a tall person, far from the mean shape
     case = make_case(body, random_pose(frames, generator), betas.expand(frames, -1), torch.zeros(frames, 3))
     noisy = case.keypoints + 10 * MM * torch.randn(case.keypoints.shape, generator=generator)
     fitted = fit_shape(noisy, case.confidence, body, device="cpu")
@@ -130,8 +131,9 @@ def test_fit_shape_recovers_bone_lengths(body, generator):
     truth = bone_lengths(betas[0])
     fitted_error = (bone_lengths(fitted) - truth).abs().mean()
     mean_shape_error = (bone_lengths(torch.zeros_like(fitted)) - truth).abs().mean()
+    print(f"bone length error: fitted {fitted_error / MM:.2f} mm, mean shape {mean_shape_error / MM:.2f} mm")
     assert fitted_error < 3 * MM
-    assert fitted_error < 0.5 * mean_shape_error
+    assert fitted_error < 0.3 * mean_shape_error
 
 
 def test_gradients_match_finite_differences(body, generator):

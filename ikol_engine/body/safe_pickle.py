@@ -9,6 +9,8 @@ every other class is refused.
 """
 from __future__ import annotations
 
+import _compat_pickle
+import codecs
 import copyreg
 import pickle
 from typing import Any, BinaryIO
@@ -25,6 +27,8 @@ _BUILTIN_GLOBALS = {
     ("builtins", "object"): object,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    # Python 3 writes bytes into protocol-2 pickles as codecs.encode(text, "latin1").
+    ("_codecs", "encode"): codecs.encode,
 }
 _SPARSE_FORMATS = ("csc_matrix", "csr_matrix", "coo_matrix")
 
@@ -55,6 +59,10 @@ class _SparseMatrix(_Inert):
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (copy_reg, __builtin__) as the default find_class would map them.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         if (module, name) in _BUILTIN_GLOBALS:

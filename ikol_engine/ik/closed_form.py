@@ -87,8 +87,8 @@ def _aim_points(targets: torch.Tensor, confidence: torch.Tensor, joints: torch.T
     """
     chains = _AIM_CHAINS.to(targets.device)[joints]                                  # (n, L)
     seen = (chains >= 0) & (confidence[:, chains.clamp(min=0)] > 0)                   # (B, n, L)
-    first = torch.argmax(seen.to(torch.uint8), dim=-1)                                # (B, n)
-    chosen = chains[torch.arange(len(joints), device=targets.device), first]           # (B, n)
+    first = (seen.cumsum(-1) == 0).sum(-1).clamp(max=chains.shape[-1] - 1)             # (B, n)
+    chosen = chains[torch.arange(len(joints), device=targets.device), first].clamp(min=0)  # (B, n)
     return torch.gather(targets, 1, chosen[..., None].expand(-1, -1, 3)), seen.any(-1)
 
 

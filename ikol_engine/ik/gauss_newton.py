@@ -15,7 +15,8 @@ import roma
 
 from ..kinematics import forward_kinematics
 from ..tree import KinematicTree
-from .normal_equations import keypoint_normal_equations
+from .block_cholesky import solve_blocks
+from .normal_equations import NormalLayout, keypoint_normal_equations
 from .rotations import twist_angle, wrap_angle
 
 # Per-frame damping grows this much after a step that made things worse and shrinks
@@ -44,6 +45,7 @@ class Problem:
     prior_weight: float
     damping: float
     tree: KinematicTree
+    layout: NormalLayout
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class State:
 
     Attributes:
         rotations: (B, 24, 3, 3); translation: (B, 3); cost: (B,)
-        normal: (B, 75, 75) J^T W J (+ twist and prior); gradient: (B, 75).
+        normal: (B, P, 3, 3) blocks of J^T W J (+ twist and prior), see NormalLayout;
+        gradient: (B, 25, 3) node-major (24 joints, then the translation).
         damping: (B,) the damping the next step from here will use.
     """
 
@@ -64,13 +67,6 @@ class State:
     damping: torch.Tensor
 
 
-def _block_diagonal(blocks: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3, 3) blocks -> (B, 3N, 3N) block-diagonal matrix."""
-    n = blocks.shape[1]
-    eye = torch.eye(n, dtype=blocks.dtype, device=blocks.device)
-    return torch.einsum("bnxy,nm->bnxmy", blocks, eye).reshape(blocks.shape[0], 3 * n, 3 * n)
-
-
 def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch.Tensor, problem: Problem) -> State:
     """Objective and Gauss-Newton normal equations at a pose.
 
@@ -78,22 +74,21 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
         rotations: (B, 24, 3, 3) local rotations; translation: (B, 3); damping: (B,).
     """
     p = problem
-    batch = rotations.shape[0]
     globals_, positions = forward_kinematics(rotations, p.offsets, translation, p.tree)
     residual = positions - p.targets
-    normal, gradient = keypoint_normal_equations(globals_, positions, residual, p.weights, p.tree)
+    normal, gradient = keypoint_normal_equations(globals_, positions, residual, p.weights, p.tree, p.layout)
 
     # Twist and prior act on one joint each: rank-1 and scaled-identity diagonal blocks.
-    angle, d_angle = twist_angle(rotations[:, 1:], p.twist_axes)
+    quat = roma.rotmat_to_unitquat(rotations[:, 1:])
+    angle, d_angle = twist_angle(quat, p.twist_axes)
     twist_error = wrap_angle(angle - p.twist)
-    rotvec = roma.rotmat_to_rotvec(rotations[:, 1:])
+    rotvec = roma.unitquat_to_rotvec(quat)
     eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-    blocks = p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :] + p.prior_weight * eye
-    blocks = torch.cat([blocks.new_zeros(batch, 1, 3, 3), blocks], dim=1)
-    block_gradient = p.twist_weights[..., None] * twist_error[..., None] * d_angle + p.prior_weight * rotvec
-    normal = normal + torch.nn.functional.pad(_block_diagonal(blocks), (0, 3, 0, 3))
-    gradient = gradient + torch.nn.functional.pad(
-        torch.cat([block_gradient.new_zeros(batch, 3), block_gradient.reshape(batch, -1)], dim=1), (0, 3))
+    num_j = rotations.shape[1]
+    normal = normal.index_add(1, p.layout.pattern.diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
+                              + p.prior_weight * eye)
+    gradient = gradient.index_add(1, torch.arange(1, num_j, device=rotations.device),
+                                  p.twist_weights[..., None] * twist_error[..., None] * d_angle + p.prior_weight * rotvec)
     cost = ((p.weights * residual.square().sum(-1)).sum(-1) + (p.twist_weights * twist_error.square()).sum(-1)
             + p.prior_weight * rotvec.square().sum((-1, -2)))
     return State(rotations, translation, cost, normal, gradient, damping)
@@ -105,13 +100,13 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
     A frame whose step made things worse keeps its pose and retries next time with
     more damping (shorter, more gradient-like steps); frames are independent.
     """
-    batch, num_j = state.rotations.shape[:2]
-    dofs = state.normal.shape[-1]
-    eye = torch.eye(dofs, dtype=state.normal.dtype, device=state.normal.device)
-    factor, _ = torch.linalg.cholesky_ex(state.normal + state.damping[:, None, None] * eye)
-    step = -torch.cholesky_solve(state.gradient[..., None], factor)[..., 0]
-    rotations = state.rotations @ roma.rotvec_to_rotmat(step[:, : 3 * num_j].reshape(batch, num_j, 3))
-    candidate = linearize(rotations, state.translation + step[:, 3 * num_j:], state.damping, problem)
+    num_j = state.rotations.shape[1]
+    eye = torch.eye(3, dtype=state.normal.dtype, device=state.normal.device)
+    damped = state.normal.index_add(1, problem.layout.pattern.diagonal, (state.damping[:, None, None, None] * eye)
+                                    .expand(-1, problem.layout.pattern.num_nodes, 3, 3))
+    step = -solve_blocks(damped, state.gradient, problem.layout.pattern)
+    rotations = state.rotations @ roma.rotvec_to_rotmat(step[:, :num_j])
+    candidate = linearize(rotations, state.translation + step[:, num_j], state.damping, problem)
 
     better = candidate.cost <= state.cost
     damping = torch.where(better, (state.damping * _ACCEPT_SHRINK).clamp(min=problem.damping),

@@ -4,13 +4,53 @@ With right increments ``R_a <- R_a exp(delta_a)``, keypoint ``k`` below joint ``
 moves by ``(G_a delta_a) x (p_k - p_a)``. Every entry of ``J^T W J`` and ``J^T W r``
 is then a sum over the keypoints below a joint of ``w``, ``w p``, ``w p p^T``,
 ``w r`` and ``w p x r``, so those five subtree sums (one small matrix product each)
-replace the dense (3K x 3J) Jacobian.
+replace the dense (3K x 3J) Jacobian. The result comes as the 3x3 blocks of a
+:class:`BlockPattern` over the joints plus one node for the root translation, which
+moves every keypoint and so sits above the root like an extra ancestor.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import torch
 
+from .. import skeleton
 from ..tree import KinematicTree
+from .block_cholesky import BlockPattern
+
+TRANSLATION_NODE = skeleton.NUM_JOINTS
+
+
+@dataclass(frozen=True)
+class NormalLayout:
+    """Where the three kinds of block sit in the pattern.
+
+    Attributes:
+        joint_pairs: (Pj,) block ids of (a, b), both joints; upper, lower: (Pj,) a and b.
+        translation_pairs: (J,) block ids of (translation, j) for j = 0..J-1.
+        translation_diagonal: block id of (translation, translation).
+    """
+
+    pattern: BlockPattern
+    joint_pairs: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+    translation_pairs: torch.Tensor
+    translation_diagonal: int
+
+
+@lru_cache(maxsize=None)
+def smpl_layout(device: torch.device) -> NormalLayout:
+    parents = tuple(TRANSLATION_NODE if p < 0 else p for p in skeleton.PARENTS) + (-1,)
+    pattern = BlockPattern.from_parents(parents)
+    joint = (pattern.upper < TRANSLATION_NODE).nonzero()[:, 0]
+    by_lower = {int(pattern.lower[i]): i for i in (pattern.upper == TRANSLATION_NODE).nonzero()[:, 0].tolist()}
+    layout = NormalLayout(pattern, joint, pattern.upper[joint], pattern.lower[joint],
+                          torch.tensor([by_lower[j] for j in range(TRANSLATION_NODE)]), by_lower[TRANSLATION_NODE])
+    return NormalLayout(pattern.to(device), *(x.to(device) for x in (layout.joint_pairs, layout.upper, layout.lower,
+                                                                      layout.translation_pairs)),
+                        layout.translation_diagonal)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -26,6 +66,7 @@ def keypoint_normal_equations(
     residual: torch.Tensor,
     weights: torch.Tensor,
     tree: KinematicTree,
+    layout: NormalLayout,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``J^T W J`` and ``J^T W r`` for the weighted keypoint residual.
 
@@ -33,11 +74,10 @@ def keypoint_normal_equations(
         globals_: (B, J, 3, 3) global rotations; positions: (B, K, 3) keypoints.
         residual: (B, K, 3) keypoints minus targets; weights: (B, K).
     Returns:
-        normal: (B, 3J+3, 3J+3); gradient: (B, 3J+3). Unknowns are joint-major
-        rotation increments, then the root translation.
+        blocks: (B, P, 3, 3) of ``J^T W J`` in ``layout.pattern``; gradient: (B, J+1, 3),
+        node-major (joint rotation increments, then the root translation).
     """
     batch, num_j = globals_.shape[:2]
-    n = 3 * num_j + 3
     # Every term is translation-invariant; centring on the root keeps the float32
     # moments small so their differences do not cancel.
     positions = positions - positions[:, :1]
@@ -54,21 +94,16 @@ def keypoint_normal_equations(
 
     # Block (a, b), a above b: sum over k below b of w (p_k - p_a)(p_k - p_b)^T = q,
     # and [x]x^T [y]x summed is tr(q) I - q^T.
-    a, b = tree.pair_upper, tree.pair_lower
+    a, b = layout.upper, layout.lower
     pa, pb = joints[:, a], joints[:, b]
     q = (m2[:, b] - m1[:, b, :, None] * pb[..., None, :] - pa[..., :, None] * m1[:, b, None, :]
          + m0[:, b, :, None] * pa[..., :, None] * pb[..., None, :])
     eye = torch.eye(3, dtype=q.dtype, device=q.device)
     inner = q.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye - q.transpose(-1, -2)
-    blocks = globals_[:, a].transpose(-1, -2) @ inner @ globals_[:, b]            # (B, P, 3, 3)
-    translation_blocks = globals_.transpose(-1, -2) @ _skew(m1 - m0 * joints)     # (B, J, 3, 3)
-
-    normal = positions.new_zeros(batch, num_j + 1, 3, num_j + 1, 3)
-    normal[:, a, :, b, :] = blocks.transpose(0, 1)
-    normal[:, b, :, a, :] = blocks.transpose(-1, -2).transpose(0, 1)
-    normal[:, :num_j, :, num_j, :] = translation_blocks
-    normal[:, num_j, :, :num_j, :] = translation_blocks.permute(0, 3, 1, 2)
-    normal[:, num_j, :, num_j, :] = weights.sum(-1)[:, None, None] * eye
+    blocks = positions.new_empty(batch, layout.pattern.num_blocks, 3, 3)
+    blocks[:, layout.joint_pairs] = globals_[:, a].transpose(-1, -2) @ inner @ globals_[:, b]
+    # Translation rows: sum over k below j of w [p_k - p_j]x, seen from G_j.
+    blocks[:, layout.translation_pairs] = _skew(m1 - m0 * joints).transpose(-1, -2) @ globals_
+    blocks[:, layout.translation_diagonal] = weights.sum(-1)[:, None, None] * eye
     gradient_joints = (globals_.transpose(-1, -2) @ (c - torch.cross(joints, s, dim=-1))[..., None])[..., 0]
-    gradient = torch.cat([gradient_joints.flatten(1), (w * residual).sum(1)], dim=1)
-    return normal.reshape(batch, n, n), gradient
+    return blocks, torch.cat([gradient_joints, (w * residual).sum(1, keepdim=True)], dim=1)

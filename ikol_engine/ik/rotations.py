@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import roma
 
+from .. import skeleton
+
 
 def swing_between(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The smallest rotation taking direction ``source`` onto direction ``target``.
@@ -33,19 +35,18 @@ def twist_rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     return roma.rotvec_to_rotmat(axis * angle[..., None])
 
 
-def twist_angle(rotation: torch.Tensor, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def twist_angle(quat: torch.Tensor, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Twist angle of ``rotation = swing @ twist(axis)`` and its derivative.
 
     The derivative is with respect to a right increment ``rotation @ exp(delta)``,
     which is how the Gauss-Newton solver updates rotations.
 
     Args:
-        rotation: (..., 3, 3) rotation matrices.
+        quat: (..., 4) the rotations as unit quaternions, roma's xyzw order.
         axis: (..., 3) unit axes.
     Returns:
         angle: (...,) in (-pi, pi]; gradient: (..., 3) d angle / d delta.
     """
-    quat = roma.rotmat_to_unitquat(rotation)
     v, w = quat[..., :3], quat[..., 3]
     s = (v * axis).sum(-1)
     angle = 2.0 * torch.atan2(s, w)
@@ -59,3 +60,14 @@ def twist_angle(rotation: torch.Tensor, axis: torch.Tensor) -> tuple[torch.Tenso
 def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
     """Angles mapped into (-pi, pi]."""
     return torch.atan2(torch.sin(angle), torch.cos(angle))
+
+
+def bone_axes(offsets: torch.Tensor) -> torch.Tensor:
+    """(B, K, 3) rest offsets -> (B, 23, 3) unit rest bone axes of joints 1..23."""
+    return torch.nn.functional.normalize(offsets[:, list(skeleton.BONE_CHILD[1:])], dim=-1)
+
+
+def bone_twists(rotations: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Twist angles (B, 23) of local rotations (B, 24, 3, 3) about their rest bones."""
+    angle, _ = twist_angle(roma.rotmat_to_unitquat(rotations[:, 1:]), bone_axes(offsets))
+    return angle

@@ -15,6 +15,8 @@ from ..tree import SMPL_TREE
 from .closed_form import closed_form_pose
 from .gauss_newton import Problem, levenberg_marquardt_step, linearize
 from .inputs import as_tensor, check_targets
+from .normal_equations import smpl_layout
+from .rotations import bone_axes
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ def solve(
         weight = confidence / confidence.sum(-1, keepdim=True)
         translation = (weight[..., None] * (targets - positions)).sum(1)
 
-    bone_axes = torch.nn.functional.normalize(offsets[:, list(skeleton.BONE_CHILD[1:])], dim=-1)
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
-                      twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes,
-                      prior_weight=prior_weight, damping=damping, tree=tree)
+                      twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
+                      prior_weight=prior_weight, damping=damping, tree=tree,
+                      layout=smpl_layout(compute))
     if iterations:
         state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem)
         for _ in range(iterations):

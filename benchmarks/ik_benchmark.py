@@ -96,7 +96,7 @@ def main() -> None:
             part = {k: v[:batch] for k, v in observed.items()}
             part_truth = {k: v[:batch] for k, v in truth.items()}
             for iterations in iteration_counts:
-                seconds = timed(part, iterations, device, repeats=max(3, min(50, 2048 // batch)))
+                seconds = timed(part, iterations, device, repeats=max(5, min(50, 4096 // batch)))
                 result = solve(part["targets"], part["confidence"], part["betas"], part["twist"],
                                iterations=iterations, device="cpu")
                 joint_mm, rotation_deg = errors(result, part_truth)

@@ -51,6 +51,27 @@ def test_without_twist_recovers_everything_keypoints_observe(body, case):
     assert torch.rad2deg(torch.acos(cosine)).max() < 1.0
 
 
+@pytest.fixture(scope="module")
+def mocap(body):
+    """Every DeepMimic clip (real mocap), every 4th frame, on random shapes, through FK."""
+    from ikol_engine.reference_motion import load_deepmimic
+    from ikol_engine.samples import DEEPMIMIC_CLIPS
+
+    rotations = torch.cat([load_deepmimic(name).rotations[::4] for name in DEEPMIMIC_CLIPS])
+    generator = torch.Generator().manual_seed(7)
+    betas = random_betas(len(rotations), body.num_betas, generator)
+    return make_case(body, rotations, betas, torch.randn(len(rotations), 3, generator=generator))
+
+
+def test_real_mocap_solved_back(body, mocap):
+    assert len(mocap.rotations) > 400
+    with_twist = solve(mocap.keypoints, mocap.confidence, mocap.betas, mocap.twist, body=body, device="cpu")
+    assert (with_twist.keypoints - mocap.keypoints).norm(dim=-1).max() < 1 * MM
+    assert degrees(with_twist.rotations, mocap.rotations).max() < 1.0
+    without = solve(mocap.keypoints, mocap.confidence, mocap.betas, body=body, device="cpu")
+    assert (without.keypoints - mocap.keypoints).norm(dim=-1).max() < 1 * MM
+
+
 def test_iterations_fix_a_bad_start(body, case, generator):
     """Gauss-Newton, not the closed form, does the work when started elsewhere."""
     start = random_pose(len(case.rotations), generator)

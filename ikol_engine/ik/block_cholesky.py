@@ -121,18 +121,22 @@ def _inverse_cholesky_3x3(m: torch.Tensor) -> torch.Tensor:
     return torch.stack(inverse, dim=-2).unflatten(-2, (3, 3))
 
 
-def solve_blocks(blocks: torch.Tensor, rhs: torch.Tensor, pattern: BlockPattern) -> torch.Tensor:
-    """Solves ``A x = rhs`` for SPD ``A`` given by its pattern blocks (block Cholesky).
+def solve_blocks(blocks: torch.Tensor, rhs: torch.Tensor, pattern: BlockPattern,
+                 damping: torch.Tensor | None = None) -> torch.Tensor:
+    """Solves ``(A + damping I) x = rhs`` for SPD ``A`` given by its pattern blocks (block Cholesky).
 
     Args:
         blocks: (B, P, 3, 3) the blocks of A (see BlockPattern).
         rhs: (B, N, 3) right-hand side, node-major.
+        damping: (B,) added to A's diagonal, or None.
     Returns:
         (B, N, 3) the solution.
     """
     # Frames last: every 3x3 operation below is then a few vectorised passes over frames.
     # In-place updates below are safe for autograd: every read is a gathered copy.
     work = blocks.permute(1, 2, 3, 0).contiguous()                     # (P, 3, 3, B)
+    if damping is not None:
+        work[pattern.diagonal] += torch.eye(3, dtype=work.dtype, device=work.device)[..., None] * damping
     factor = torch.zeros_like(work)
     inverse_diagonal = work.new_zeros(pattern.num_nodes, 3, 3, work.shape[-1])
     for level in pattern.levels:                                       # A = L L^T, deepest first

@@ -85,7 +85,7 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     rotvec = roma.unitquat_to_rotvec(quat)
     eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
     num_j = rotations.shape[1]
-    normal = normal.index_add(1, p.layout.pattern.diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
+    normal.index_add_(1, p.layout.pattern.diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
                               + p.prior_weight * eye)
     gradient = gradient.index_add(1, torch.arange(1, num_j, device=rotations.device),
                                   p.twist_weights[..., None] * twist_error[..., None] * d_angle + p.prior_weight * rotvec)
@@ -101,10 +101,7 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
     more damping (shorter, more gradient-like steps); frames are independent.
     """
     num_j = state.rotations.shape[1]
-    eye = torch.eye(3, dtype=state.normal.dtype, device=state.normal.device)
-    damped = state.normal.index_add(1, problem.layout.pattern.diagonal, (state.damping[:, None, None, None] * eye)
-                                    .expand(-1, problem.layout.pattern.num_nodes, 3, 3))
-    step = -solve_blocks(damped, state.gradient, problem.layout.pattern)
+    step = -solve_blocks(state.normal, state.gradient, problem.layout.pattern, state.damping)
     rotations = state.rotations @ roma.rotvec_to_rotmat(step[:, :num_j])
     candidate = linearize(rotations, state.translation + step[:, num_j], state.damping, problem)
 

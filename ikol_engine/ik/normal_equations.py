@@ -83,27 +83,27 @@ def keypoint_normal_equations(
     positions = positions - positions[:, :1]
     w = weights[..., None]
     wp = w * positions
-    moves = tree.moves.to(positions.dtype)
-    # Subtree sums over the keypoints each joint moves.
-    m0 = moves @ weights[..., None]                                     # (B, J, 1)
-    m1 = moves @ wp                                                     # (B, J, 3)
-    m2 = (moves @ (wp[..., :, None] * positions[..., None, :]).flatten(-2)).unflatten(-1, (3, 3))
-    s = moves @ (w * residual)                                          # (B, J, 3)
-    c = moves @ torch.cross(wp, residual, dim=-1)                       # (B, J, 3)
+    # Subtree sums over the keypoints each joint moves, as one (J x K) @ (K x B*19) product.
+    per_keypoint = torch.cat([w, wp, (wp[..., :, None] * positions[..., None, :]).flatten(-2), w * residual,
+                              torch.cross(wp, residual, dim=-1)], dim=-1)             # (B, K, 19)
+    sums = tree.moves.to(positions.dtype) @ per_keypoint.transpose(0, 1).reshape(positions.shape[1], -1)
+    m0, m1, m2, s, c = sums.view(num_j, batch, 19).transpose(0, 1).split([1, 3, 9, 3, 3], dim=-1)
+    m2 = m2.unflatten(-1, (3, 3))
     joints = positions[:, :num_j]
 
-    # Block (a, b), a above b: sum over k below b of w (p_k - p_a)(p_k - p_b)^T = q,
-    # and [x]x^T [y]x summed is tr(q) I - q^T.
+    # Block (a, b), a above b: with x = p_k - p_a, y = p_k - p_b summed over k below b,
+    # sum w [x]x^T [y]x = tr(q) I - q^T where q = sum w x y^T = Q_b - p_a u_b^T.
+    q_own = m2 - m1[..., :, None] * joints[..., None, :]               # Q_b (B, J, 3, 3)
+    u = m1 - m0 * joints                                                # u_b (B, J, 3)
     a, b = layout.upper, layout.lower
-    pa, pb = joints[:, a], joints[:, b]
-    q = (m2[:, b] - m1[:, b, :, None] * pb[..., None, :] - pa[..., :, None] * m1[:, b, None, :]
-         + m0[:, b, :, None] * pa[..., :, None] * pb[..., None, :])
-    eye = torch.eye(3, dtype=q.dtype, device=q.device)
-    inner = q.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye - q.transpose(-1, -2)
+    pa, ub = joints[:, a], u[:, b]
+    trace = q_own.diagonal(dim1=-2, dim2=-1).sum(-1)[:, b] - (pa * ub).sum(-1)
+    eye = torch.eye(3, dtype=positions.dtype, device=positions.device)
+    inner = trace[..., None, None] * eye - q_own[:, b].transpose(-1, -2) + ub[..., :, None] * pa[..., None, :]
     blocks = positions.new_empty(batch, layout.pattern.num_blocks, 3, 3)
     blocks[:, layout.joint_pairs] = globals_[:, a].transpose(-1, -2) @ inner @ globals_[:, b]
     # Translation rows: sum over k below j of w [p_k - p_j]x, seen from G_j.
-    blocks[:, layout.translation_pairs] = _skew(m1 - m0 * joints).transpose(-1, -2) @ globals_
+    blocks[:, layout.translation_pairs] = _skew(u).transpose(-1, -2) @ globals_
     blocks[:, layout.translation_diagonal] = weights.sum(-1)[:, None, None] * eye
     gradient_joints = (globals_.transpose(-1, -2) @ (c - torch.cross(joints, s, dim=-1))[..., None])[..., 0]
     return blocks, torch.cat([gradient_joints, (w * residual).sum(1, keepdim=True)], dim=1)

@@ -1,0 +1,332 @@
+"""The motion file: what the engine writes and the Blender add-on reads.
+
+A motion file is an ``.npz`` archive (``np.savez_compressed``) of plain arrays, read
+with ``np.load(..., allow_pickle=False)`` so opening one can never run code. Strings are
+numpy unicode arrays; single values are 0-d arrays. It is written atomically (see
+:mod:`ikol_engine.atomic_file`): a crash never leaves half a file.
+
+Conventions
+-----------
+* Sizes: T frames, 24 SMPL joints (:data:`ikol_engine.skeleton.JOINT_NAMES`), 29 IK
+  targets (:data:`ikol_engine.skeleton.KEYPOINT_NAMES`: the joints, then five leaf
+  points), 23 twists (joints 1..23, the root has none), R regressor keypoints, N shape
+  coefficients.
+* Lengths in metres. Axes are SMPL's: **y up**. The rest pose is SMPL's T-pose, facing
+  +z with the body's left at +x.
+* World frame: camera-aligned and y-up: x to the image's right, y up, z towards the
+  camera (the OpenCV camera frame turned 180 degrees about x).
+* Quaternions are unit, ordered **w, x, y, z**. Their hemisphere (q vs -q) is whatever
+  the writer chose; the engine keeps consecutive frames in the same hemisphere so that
+  keyframe interpolation does not spin, and this module never changes data.
+* Frames where no person was found or the IK failed have ``valid = False``; their other
+  per-frame values are placeholders (identity rotations, zeros) and must not be keyed.
+
+Keys
+----
+=========================  ============  ========  ==========================================
+key                        shape         dtype     meaning
+=========================  ============  ========  ==========================================
+schema_version             ()            int64     :data:`SCHEMA_VERSION`; readers refuse newer
+fps                        ()            float64   frames per second of the source video, > 0
+frame_indices              (T,)          int64     source video frame number of each frame
+joint_names                (24,)         str       SMPL joint (bone) names, in order
+parents                    (24,)         int64     parent joint index; -1 for the root (Pelvis)
+rest_joints                (24, 3)       float32   rest-pose joint positions for ``betas``, m
+betas                      (N,)          float32   SMPL shape coefficients
+rotations                  (T, 24, 4)    float32   local joint rotations (relative to the parent
+                                                   joint, from the rest pose), unit wxyz;
+                                                   joint 0 is the global orientation
+translation                (T, 3)        float32   root translation, m, world frame: smplx's
+                                                   ``transl``, so the Pelvis is at
+                                                   ``rest_joints[0] + translation``
+valid                      (T,)          bool      a person was found and solved
+residual_mm                (T,)          float32   mean distance from the fitted keypoints to
+                                                   the IK targets, mm
+targets                    (T, 29, 3)    float32   IK target positions, m, world frame
+target_confidence          (T, 29)       float32   weight of each target, 0..1
+twist                      (T, 23)       float32   twist of joints 1..23 about their rest
+                                                   bone, radians
+twist_confidence           (T, 23)       float32   weight of each twist, 0..1
+regressor_name             ()            str       which keypoint regressor produced these
+regressor_keypoint_names   (R,)          str       the regressor's keypoint names, in order
+regressor_keypoints        (T, R, 3)     float32   raw regressor 3D keypoints, as it gave them
+regressor_confidence       (T, R)        float32   the regressor's confidence per keypoint
+image_keypoints            (T, R, 2)     float32   keypoints in the image, pixels (x right,
+                                                   y down, origin at the top-left corner)
+options                    ()            str       JSON object: the options of the run
+source_video               ()            str       the video's file name (no directory)
+source_sha256              ()            str       SHA-256 of the video file, hex
+engine_version             ()            str       ``ikol_engine.__version__`` that wrote it
+=========================  ============  ========  ==========================================
+
+The IK inputs (``targets`` .. ``twist_confidence``) are kept so the IK can be re-run
+without the regressor; the raw regressor output so the mapping to targets can be redone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .atomic_file import atomic_path
+
+SCHEMA_VERSION = 1
+QUATERNION_TOLERANCE = 1e-3
+
+# Every array field: dtype and shape. Letters are sizes shared between arrays, fixed by
+# the first array that has them (T frames, N shape coefficients, R regressor keypoints).
+_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
+    "frame_indices": (np.int64, ("T",)),
+    "joint_names": (np.str_, (24,)),
+    "parents": (np.int64, (24,)),
+    "rest_joints": (np.float32, (24, 3)),
+    "betas": (np.float32, ("N",)),
+    "rotations": (np.float32, ("T", 24, 4)),
+    "translation": (np.float32, ("T", 3)),
+    "valid": (np.bool_, ("T",)),
+    "residual_mm": (np.float32, ("T",)),
+    "targets": (np.float32, ("T", 29, 3)),
+    "target_confidence": (np.float32, ("T", 29)),
+    "twist": (np.float32, ("T", 23)),
+    "twist_confidence": (np.float32, ("T", 23)),
+    "regressor_keypoint_names": (np.str_, ("R",)),
+    "regressor_keypoints": (np.float32, ("T", "R", 3)),
+    "regressor_confidence": (np.float32, ("T", "R")),
+    "image_keypoints": (np.float32, ("T", "R", 2)),
+}
+_STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
+_FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
+
+# What np.load and reading an archive member raise on a file that is not a complete npz.
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error)
+
+
+class MotionFileError(ValueError):
+    """A motion file, or a Motion about to be written, is missing or malformed."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous
+class Motion:
+    """One solved clip; the fields are the file's keys (see the module docstring)."""
+
+    fps: float
+    frame_indices: np.ndarray
+    joint_names: np.ndarray
+    parents: np.ndarray
+    rest_joints: np.ndarray
+    betas: np.ndarray
+    rotations: np.ndarray
+    translation: np.ndarray
+    valid: np.ndarray
+    residual_mm: np.ndarray
+    targets: np.ndarray
+    target_confidence: np.ndarray
+    twist: np.ndarray
+    twist_confidence: np.ndarray
+    regressor_name: str
+    regressor_keypoint_names: np.ndarray
+    regressor_keypoints: np.ndarray
+    regressor_confidence: np.ndarray
+    image_keypoints: np.ndarray
+    options: dict[str, Any]
+    source_video: str
+    source_sha256: str
+    engine_version: str = __version__
+
+    def validate(self) -> None:
+        """Raises MotionFileError naming the first field that breaks the schema."""
+        if not isinstance(self.fps, numbers.Real) or not math.isfinite(self.fps) or self.fps <= 0:
+            raise MotionFileError(f"fps must be a finite number > 0, got {self.fps!r}")
+        sizes: dict[str, int] = {}
+        for name, (dtype, shape) in _ARRAYS.items():
+            _check_array(name, np.asarray(getattr(self, name)), np.dtype(dtype), shape, sizes)
+        for name in _STRINGS:
+            if not isinstance(getattr(self, name), str):
+                raise MotionFileError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
+        _options_json(self.options)
+        _check_quaternions(np.asarray(self.rotations), np.asarray(self.joint_names))
+
+
+def write_motion(path: str | Path, motion: Motion) -> Path:
+    """Validates ``motion`` and writes it atomically to ``path``; returns the path.
+
+    Raises:
+        MotionFileError: ``motion`` breaks the schema; nothing is written.
+    """
+    path = Path(path)
+    try:
+        motion.validate()
+    except MotionFileError as error:
+        raise MotionFileError(f"{path}: refusing to write: {error}") from None
+    arrays = _pack(_cast(motion))
+    with atomic_path(path) as temp, open(temp, "wb") as stream:
+        # A stream rather than a name: np.savez would append ".npz" to other suffixes.
+        np.savez_compressed(stream, **arrays)
+    return path
+
+
+def read_motion(path: str | Path) -> Motion:
+    """Reads and validates a motion file; arrays come back in the schema's dtypes.
+
+    Raises:
+        MotionFileError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    raw = _load(path)
+    _check_schema_version(path, raw)
+    # Keys beyond the schema's are ignored: any change that matters bumps the version.
+    missing = [key for key in _FILE_KEYS if key not in raw]
+    if missing:
+        raise MotionFileError(f"{path}: incomplete motion file, missing keys: {', '.join(missing)}")
+    try:
+        motion = _unpack(raw)
+        motion.validate()
+    except MotionFileError as error:
+        raise MotionFileError(f"{path}: {error}") from None
+    return _cast(motion)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (videos can be larger than memory)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _check_array(name: str, value: np.ndarray, dtype: np.dtype, shape: tuple[int | str, ...],
+                 sizes: dict[str, int]) -> None:
+    if value.dtype.hasobject:
+        raise MotionFileError(f"{name} is an object array; refused (a motion file holds plain arrays)")
+    castable = value.dtype.kind == "U" if dtype.kind == "U" else np.can_cast(value.dtype, dtype, "same_kind")
+    if not castable:
+        raise MotionFileError(f"{name} has dtype {value.dtype}, which does not cast to {dtype}")
+    if value.ndim == len(shape):
+        for dim, size in zip(shape, value.shape):
+            if isinstance(dim, str):
+                sizes.setdefault(dim, size)
+    expected = tuple(sizes.get(dim, dim) if isinstance(dim, str) else dim for dim in shape)
+    if value.shape != expected:
+        described = ", ".join(f"{dim}={sizes[dim]}" if dim in sizes else str(dim) for dim in shape)
+        raise MotionFileError(f"{name} has shape {value.shape}, expected ({described})")
+
+
+def _check_quaternions(rotations: np.ndarray, joint_names: np.ndarray) -> None:
+    quaternions = rotations.astype(np.float64)
+    finite = np.isfinite(quaternions).all(axis=-1)
+    if not finite.all():
+        frame, joint = np.argwhere(~finite)[0]
+        raise MotionFileError(f"rotations contain NaN or infinite values (first at frame {frame}, "
+                              f"joint {joint_names[joint]})")
+    norms = np.linalg.norm(quaternions, axis=-1)
+    bad = np.abs(norms - 1.0) > QUATERNION_TOLERANCE
+    if bad.any():
+        frame, joint = np.argwhere(bad)[0]
+        raise MotionFileError(f"rotations are not unit quaternions: {bad.sum()} of {bad.size} have "
+                              f"|norm - 1| > {QUATERNION_TOLERANCE} (first at frame {frame}, joint "
+                              f"{joint_names[joint]}, norm {norms[frame, joint]:.6f})")
+
+
+def _options_json(options: dict[str, Any]) -> str:
+    """Strict JSON (no NaN), so any JSON reader, not only Python's, can read it."""
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise MotionFileError(f"options must be a dict with str keys, got {options!r}")
+    try:
+        return json.dumps(options, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise MotionFileError(f"options are not JSON-serialisable: {error}") from None
+
+
+def _cast(motion: Motion) -> Motion:
+    arrays = {name: np.asarray(getattr(motion, name)).astype(dtype) for name, (dtype, _) in _ARRAYS.items()}
+    return dataclasses.replace(motion, fps=float(motion.fps), **arrays)
+
+
+def _pack(motion: Motion) -> dict[str, np.ndarray]:
+    arrays = {
+        "schema_version": np.array(SCHEMA_VERSION, dtype=np.int64),
+        "fps": np.array(motion.fps, dtype=np.float64),
+        "options": np.array(_options_json(motion.options), dtype=np.str_),
+    }
+    arrays.update({name: getattr(motion, name) for name in _ARRAYS})
+    arrays.update({name: np.array(getattr(motion, name), dtype=np.str_) for name in _STRINGS})
+    return arrays
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise MotionFileError(f"{path}: motion file not found")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _UNREADABLE as error:
+        raise MotionFileError(f"{path}: not an npz archive, or truncated or corrupt "
+                              f"({type(error).__name__}: {error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise MotionFileError(f"{path}: not an IKOL motion file (a single .npy array, not an .npz archive)")
+    with archive:
+        return {key: _member(path, archive, key) for key in archive.files}
+
+
+def _member(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as error:
+        # numpy's only way of saying "this member is a pickled object array".
+        if "allow_pickle" in str(error):
+            raise MotionFileError(f"{path}: {key} is an object array; refused (a motion file holds "
+                                  "plain arrays, and unpickling could run code)") from None
+        raise MotionFileError(f"{path}: {key} is unreadable, file truncated or corrupt ({error})") from None
+    except _UNREADABLE as error:
+        raise MotionFileError(f"{path}: {key} is unreadable, file truncated or corrupt "
+                              f"({type(error).__name__}: {error})") from None
+
+
+def _check_schema_version(path: Path, raw: dict[str, np.ndarray]) -> None:
+    if "schema_version" not in raw:
+        raise MotionFileError(f"{path}: not an IKOL motion file (no schema_version; keys: "
+                              f"{', '.join(sorted(raw)) or 'none'})")
+    value = raw["schema_version"]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise MotionFileError(f"{path}: schema_version must be a single integer, got {value.dtype} "
+                              f"of shape {value.shape}")
+    version = int(value)
+    if version > SCHEMA_VERSION:
+        raise MotionFileError(f"{path}: written by a newer IKOL engine (schema {version}, this engine "
+                              f"reads up to {SCHEMA_VERSION}); update the engine")
+    if version < 1:
+        raise MotionFileError(f"{path}: invalid schema_version {version}")
+
+
+def _unpack(raw: dict[str, np.ndarray]) -> Motion:
+    return Motion(
+        fps=float(_scalar(raw, "fps", "fiu")),
+        options=_parse_options(str(_scalar(raw, "options", "U"))),
+        **{name: raw[name] for name in _ARRAYS},
+        **{name: str(_scalar(raw, name, "U")) for name in _STRINGS},
+    )
+
+
+def _scalar(raw: dict[str, np.ndarray], key: str, kinds: str) -> np.generic:
+    value = raw[key]
+    if value.shape != () or value.dtype.kind not in kinds:
+        want = "a string" if kinds == "U" else "a number"
+        raise MotionFileError(f"{key} has dtype {value.dtype} and shape {value.shape}, expected {want} "
+                              "of shape ()")
+    return value[()]
+
+
+def _parse_options(text: str) -> dict[str, Any]:
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MotionFileError(f"options are not valid JSON ({error})") from None
+    if not isinstance(options, dict):
+        raise MotionFileError(f"options must be a JSON object, got {type(options).__name__}")
+    return options

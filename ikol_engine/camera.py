@@ -1,0 +1,81 @@
+"""Where the person is: root translation from metric 3D keypoints and their 2D image points.
+
+The regressor gives keypoints in metres relative to the person's own origin, and the
+same keypoints in pixels. Under a pinhole camera the only unknown that places the
+body in the scene is its translation, and every keypoint gives two equations linear
+in it, so each frame is a 3x3 weighted least-squares solve (batched over frames).
+Depth comes from the person's metric size against their size in pixels, so the
+character walks towards and away from the camera instead of being pinned at the hips.
+
+World frame (the motion file's): camera-aligned, y up: x to the image's right, y up,
+z towards the camera; the camera sits at the origin looking down -z. OpenCV's camera
+frame is this one turned 180 degrees about x.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_FOV_DEG = 60.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera without distortion, principal point at the image centre."""
+
+    width: int
+    height: int
+    fov_deg: float = DEFAULT_FOV_DEG  # horizontal field of view
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.fov_deg <= 170.0:
+            raise ValueError(f"field of view must be between 1 and 170 degrees, got {self.fov_deg}")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+
+    @property
+    def focal_px(self) -> float:
+        return 0.5 * self.width / math.tan(math.radians(self.fov_deg) / 2)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) world points in front of the camera -> (..., 2) pixels."""
+        depth = -points[..., 2]
+        u = self.focal_px * points[..., 0] / depth + self.width / 2
+        v = -self.focal_px * points[..., 1] / depth + self.height / 2
+        return np.stack([u, v], axis=-1)
+
+
+def fit_translation(points: np.ndarray, pixels: np.ndarray, confidence: np.ndarray, camera: Camera) -> np.ndarray:
+    """Translations that best project person-relative 3D points onto their pixels.
+
+    Solves, per frame, the weighted linear least squares of
+    ``(u - cx) * depth = f * x`` and ``(v - cy) * depth = -f * y`` for ``p + t``
+    (an algebraic error, exact when the 3D points are exact).
+
+    Args:
+        points: (T, K, 3) metric keypoints relative to the person, world axes.
+        pixels: (T, K, 2) the same keypoints in the image.
+        confidence: (T, K) weights; frames need two confident keypoints.
+    Returns:
+        (T, 3) translations; NaN for frames without enough confident keypoints.
+    """
+    f = camera.focal_px
+    du = pixels[..., 0] - camera.width / 2
+    dv = pixels[..., 1] - camera.height / 2
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    zeros = np.zeros_like(du)
+    # Rows a . t = b from  f (x + tx) + du (z + tz) = 0  and  -f (y + ty) + dv (z + tz) = 0.
+    a = np.stack([np.stack([np.full_like(du, f), zeros, du], -1),
+                  np.stack([zeros, np.full_like(dv, -f), dv], -1)], axis=-2)            # (T, K, 2, 3)
+    b = np.stack([-f * x - du * z, f * y - dv * z], axis=-1)                            # (T, K, 2)
+    w = np.where(np.isfinite(pixels).all(-1) & np.isfinite(points).all(-1), confidence, 0.0)[..., None]
+    a, b = np.nan_to_num(a), np.nan_to_num(b)
+    normal = np.einsum("tkri,tkr,tkrj->tij", a, np.broadcast_to(w, b.shape), a)
+    rhs = np.einsum("tkri,tkr,tkr->ti", a, np.broadcast_to(w, b.shape), b)
+    enough = (w[..., 0] > 0).sum(-1) >= 2
+    normal[~enough] = np.eye(3)
+    translation = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    translation[~enough] = np.nan
+    return translation

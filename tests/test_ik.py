@@ -96,6 +96,17 @@ def test_noise_degrades_gracefully(body, case, generator):
     assert errors == sorted(errors)
 
 
+def test_reference_term_pulls_towards_neighbours(body, case, generator):
+    noisy = case.keypoints + 20 * MM * torch.randn(case.keypoints.shape, generator=generator)
+    alone = solve(noisy, case.confidence, case.betas, case.twist, body=body, device="cpu")
+    pulled = solve(noisy, case.confidence, case.betas, case.twist, reference=case.rotations, reference_weight=1e-2,
+                   body=body, device="cpu")
+    unpulled = solve(noisy, case.confidence, case.betas, case.twist, reference=case.rotations, reference_weight=0.0,
+                     body=body, device="cpu")
+    assert degrees(unpulled.rotations, alone.rotations).max() < 1e-3
+    assert degrees(pulled.rotations, case.rotations).mean() < 0.5 * degrees(alone.rotations, case.rotations).mean()
+
+
 def test_zero_confidence_ignores_keypoints(body, case):
     confidence = case.confidence.clone()
     confidence[:, [23, 26]] = 0.0  # right hand and fingertip not trusted by the regressor

@@ -4,6 +4,8 @@ Objective, per frame (all terms squared):
   keypoints  sum_k w_k |FK_k(R, t) - x_k|^2                 metres
   twist      sum_j u_j wrap(twist_j(R_j) - phi_j)^2          radians, joints 1..23
   prior      lambda_p sum_j |log R_j|^2                      radians, joints 1..23
+  reference  lambda_r sum_j |log(Ref_j^T R_j)|^2             radians, joints 0..23 (optional:
+             a temporal term pulling each frame towards its smoothed neighbours)
 Unknowns: right increments of the 24 local rotations and the root translation.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Problem:
         offsets: (B, K, 3) rest offsets for the frame's shape.
         twist: (B, 23) target twist angles; twist_weights: (B, 23) (0 = free).
         twist_axes: (B, 23, 3) unit rest bone axes of joints 1..23.
+        reference: (B, 24, 3, 3) rotations the reference term pulls towards, or None.
     """
 
     targets: torch.Tensor
@@ -46,6 +49,8 @@ class Problem:
     damping: float
     tree: KinematicTree
     layout: NormalLayout
+    reference: torch.Tensor | None = None
+    reference_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,13 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
                                   p.twist_weights[..., None] * twist_error[..., None] * d_angle + p.prior_weight * rotvec)
     cost = ((p.weights * residual.square().sum(-1)).sum(-1) + (p.twist_weights * twist_error.square()).sum(-1)
             + p.prior_weight * rotvec.square().sum((-1, -2)))
+    if p.reference is not None:
+        # log(Ref^T R exp(d)) ~ log(Ref^T R) + d for the small offsets a temporal term sees.
+        offset = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)
+        normal.index_add_(1, p.layout.pattern.diagonal[:num_j], (p.reference_weight * eye).expand(
+            normal.shape[0], num_j, 3, 3))
+        gradient[:, :num_j] += p.reference_weight * offset
+        cost = cost + p.reference_weight * offset.square().sum((-1, -2))
     return State(rotations, translation, cost, normal, gradient, damping)
 
 

@@ -50,6 +50,8 @@ def solve(
     *,
     twist_confidence: Any = None,
     init: Any = None,
+    reference: Any = None,
+    reference_weight: float = 0.0,
     iterations: int = 5,
     body: BodyModel | None = None,
     device: str | torch.device = "auto",
@@ -73,6 +75,9 @@ def solve(
         twist: (B, 23) twist angles (radians) of joints 1..23 about their rest bones.
         twist_confidence: (B, 23) weights of those twists (default 1 where given).
         init: (B, 24, 3, 3) starting rotations (e.g. the previous frame's solution).
+        reference: (B, 24, 3, 3) rotations each frame is pulled towards with
+            ``reference_weight`` (m^2 per rad^2): the temporal term, given the
+            temporally smoothed solution of a first pass.
         iterations: Gauss-Newton steps; 0 returns the closed form (or ``init``).
         body: the body model (default: the bundled licence-clean body).
         device: "auto", "cpu", "cuda" or "cuda:N"; results come back on the
@@ -88,7 +93,8 @@ def solve(
     """
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
         raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
-    for name, value in (("prior_weight", prior_weight), ("twist_weight", twist_weight), ("damping", damping)):
+    for name, value in (("prior_weight", prior_weight), ("twist_weight", twist_weight), ("damping", damping),
+                        ("reference_weight", reference_weight)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
     if prior_weight + damping <= 0:
@@ -122,10 +128,14 @@ def solve(
         weight = confidence / confidence.sum(-1, keepdim=True)
         translation = (weight[..., None] * (targets - positions)).sum(1)
 
+    if reference is not None:
+        reference = as_tensor("reference", reference, (batch, skeleton.NUM_JOINTS, 3, 3), dtype, compute)
+        if not torch.isfinite(reference).all():
+            raise ValueError("reference contains NaN or infinite values")
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
                       prior_weight=prior_weight, damping=damping, tree=tree,
-                      layout=smpl_layout(compute))
+                      layout=smpl_layout(compute), reference=reference, reference_weight=reference_weight)
     if iterations:
         state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem)
         for _ in range(iterations):

@@ -10,7 +10,7 @@ Conventions
 * Sizes: T frames, 24 SMPL joints (:data:`ikol_engine.skeleton.JOINT_NAMES`), 29 IK
   targets (:data:`ikol_engine.skeleton.KEYPOINT_NAMES`: the joints, then five leaf
   points), 23 twists (joints 1..23, the root has none), R regressor keypoints, N shape
-  coefficients.
+  coefficients, V mesh vertices, F mesh triangles.
 * Lengths in metres. Axes are SMPL's: **y up**. The rest pose is SMPL's T-pose, facing
   +z with the body's left at +x.
 * World frame: camera-aligned and y-up: x to the image's right, y up, z towards the
@@ -33,6 +33,10 @@ joint_names                (24,)         str       SMPL joint (bone) names, in o
 parents                    (24,)         int64     parent joint index; -1 for the root (Pelvis)
 rest_joints                (24, 3)       float32   rest-pose joint positions for ``betas``, m
 betas                      (N,)          float32   SMPL shape coefficients
+mesh_vertices              (V, 3)        float32   the body's rest-pose mesh for ``betas``, m
+mesh_faces                 (F, 3)        int64     triangles, indices into ``mesh_vertices``
+skin_weights               (V, 24)       float32   linear-blend skin weight of each joint; rows
+                                                   sum to 1
 rotations                  (T, 24, 4)    float32   local joint rotations (relative to the parent
                                                    joint, from the rest pose), unit wxyz;
                                                    joint 0 is the global orientation
@@ -59,6 +63,7 @@ source_sha256              ()            str       SHA-256 of the video file, he
 engine_version             ()            str       ``ikol_engine.__version__`` that wrote it
 =========================  ============  ========  ==========================================
 
+The mesh makes a file self-contained: Blender builds the rig from it without the engine.
 The IK inputs (``targets`` .. ``twist_confidence``) are kept so the IK can be re-run
 without the regressor; the raw regressor output so the mapping to targets can be redone.
 """
@@ -90,6 +95,9 @@ _ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
     "parents": (np.int64, (24,)),
     "rest_joints": (np.float32, (24, 3)),
     "betas": (np.float32, ("N",)),
+    "mesh_vertices": (np.float32, ("V", 3)),
+    "mesh_faces": (np.int64, ("F", 3)),
+    "skin_weights": (np.float32, ("V", 24)),
     "rotations": (np.float32, ("T", 24, 4)),
     "translation": (np.float32, ("T", 3)),
     "valid": (np.bool_, ("T",)),
@@ -124,6 +132,9 @@ class Motion:
     parents: np.ndarray
     rest_joints: np.ndarray
     betas: np.ndarray
+    mesh_vertices: np.ndarray
+    mesh_faces: np.ndarray
+    skin_weights: np.ndarray
     rotations: np.ndarray
     translation: np.ndarray
     valid: np.ndarray
@@ -154,6 +165,7 @@ class Motion:
                 raise MotionFileError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
         _options_json(self.options)
         _check_quaternions(np.asarray(self.rotations), np.asarray(self.joint_names))
+        _check_mesh(np.asarray(self.mesh_faces), np.asarray(self.skin_weights))
 
 
 def write_motion(path: str | Path, motion: Motion) -> Path:
@@ -232,6 +244,16 @@ def _check_quaternions(rotations: np.ndarray, joint_names: np.ndarray) -> None:
         raise MotionFileError(f"rotations are not unit quaternions: {bad.sum()} of {bad.size} have "
                               f"|norm - 1| > {QUATERNION_TOLERANCE} (first at frame {frame}, joint "
                               f"{joint_names[joint]}, norm {norms[frame, joint]:.6f})")
+
+
+def _check_mesh(faces: np.ndarray, skin_weights: np.ndarray) -> None:
+    vertices = len(skin_weights)
+    if faces.size and (faces.min() < 0 or faces.max() >= vertices):
+        raise MotionFileError(f"mesh_faces index vertices outside 0..{vertices - 1} "
+                              f"(range {faces.min()}..{faces.max()})")
+    sums = skin_weights.astype(np.float64).sum(axis=1)
+    if not np.isfinite(sums).all() or (np.abs(sums - 1.0) > 1e-3).any():
+        raise MotionFileError("skin_weights rows must sum to 1 (a vertex follows its joints fully)")
 
 
 def _options_json(options: dict[str, Any]) -> str:

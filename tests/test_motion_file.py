@@ -14,9 +14,10 @@ from ikol_engine.motion import (
     SCHEMA_VERSION, Motion, MotionFileError, file_sha256, read_motion, write_motion,
 )
 
-T, R, N = 50, 17, 10
+T, R, N, V = 50, 17, 10, 40
 ARRAY_FIELDS = (
-    "frame_indices", "joint_names", "parents", "rest_joints", "betas", "rotations", "translation",
+    "frame_indices", "joint_names", "parents", "rest_joints", "betas",
+    "mesh_vertices", "mesh_faces", "skin_weights", "rotations", "translation",
     "valid", "residual_mm", "targets", "target_confidence", "twist", "twist_confidence",
     "regressor_keypoint_names", "regressor_keypoints", "regressor_confidence", "image_keypoints",
 )
@@ -34,6 +35,9 @@ def random_motion(seed: int = 0, frames: int = T) -> Motion:
         parents=np.array(skeleton.PARENTS, dtype=np.int64),
         rest_joints=rng.normal(size=(24, 3)).astype(f32),
         betas=rng.normal(size=N).astype(f32),
+        mesh_vertices=rng.normal(size=(V, 3)).astype(f32),
+        mesh_faces=rng.integers(0, V, size=(2 * V, 3)),
+        skin_weights=rng.dirichlet(np.ones(24), size=V).astype(f32),
         rotations=quaternions.astype(f32),
         translation=rng.normal(size=(frames, 3)).astype(f32),
         valid=rng.random(frames) > 0.2,
@@ -203,6 +207,8 @@ def test_write_refuses_invalid_motion_and_keeps_old_file(tmp_path: Path) -> None
     ({"joint_names": np.arange(24)}, "joint_names has dtype int64, which does not cast to <U"),
     ({"options": {"bad": float("nan")}}, "options are not JSON-serialisable"),
     ({"source_video": Path("clip.mp4")}, "source_video must be a str"),
+    ({"mesh_faces": np.full((3, 3), V)}, f"mesh_faces index vertices outside 0..{V - 1}"),
+    ({"skin_weights": np.full((V, 24), 0.5, np.float32)}, "skin_weights rows must sum to 1"),
 ])
 def test_validate_names_the_fault(change: dict, words: str) -> None:
     motion = dataclasses.replace(random_motion(), **change)

@@ -1,0 +1,223 @@
+"""BlazePose's 33 landmarks to the IK's 29 targets and the twists the landmarks show.
+
+BlazePose sees the limbs' joints directly, but not SMPL's spine, neck and collars, and
+its hips and shoulders are surface-ish points near SMPL's joints. The map:
+
+==============================  ==========================================  =======
+SMPL target                     from                                        weight
+==============================  ==========================================  =======
+L/R_Hip, Knee, Ankle            the same landmarks                          1.0
+L/R_Shoulder, Elbow, Wrist      the same landmarks                          1.0
+L/R_Hand                        mean of index and pinky knuckles            0.5
+L/R_BigToe                      foot index (tip of the foot)                0.7
+Pelvis, Spine1-3, Neck,         the body's own rest positions of these      0.3
+L/R_Collar                      joints, carried by the torso frame that
+                                hips and shoulders span (scaled to the
+                                clip's torso), so they hold the spine
+                                straight-ish and leave bending to the IK
+Head                            mid-point of the ears                       0.3
+Head_Top                        ears' mid-point + head height along the     0.5
+                                face's up (eyes above mouth)
+L/R_Foot, L/R_Fingertip         not observed (the IK aims past them)        0
+==============================  ==========================================  =======
+
+Each weight is multiplied by the landmarks' visibility (the least visible of those
+used). Twist, the rotation about a bone that its end points cannot show, comes from
+landmarks off the bone (see :mod:`ikol_engine.ik.twist_estimate`):
+
+* forearms (elbow twist): the normal of the hand's plane (wrist, index, pinky);
+* feet (ankle twist): the normal of the foot's plane (heel, ankle, foot index);
+* head (head twist, i.e. turning): the line through the ears.
+
+Axes: BlazePose's world landmarks are metres about the hips' mid-point with x to the
+image's right, y down and z away from the camera; IK targets use the motion file's
+camera-aligned y-up frame, so y and z flip.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import skeleton
+
+LANDMARK_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+)
+_L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
+# Landmark pairs that trade places when a detector mistakes the body's left for its right.
+LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = tuple(
+    (i, _L["right_" + name[5:]]) for i, name in enumerate(LANDMARK_NAMES) if name.startswith("left_")
+) + ((_L["mouth_left"], _L["mouth_right"]),)
+
+_K = {name: i for i, name in enumerate(skeleton.KEYPOINT_NAMES)}
+_DIRECT: dict[str, tuple[str, float]] = {
+    f"{side}_{joint}": (f"{word}_{landmark}", 1.0)
+    for side, word in (("L", "left"), ("R", "right"))
+    for joint, landmark in (("Hip", "hip"), ("Knee", "knee"), ("Ankle", "ankle"), ("Shoulder", "shoulder"),
+                            ("Elbow", "elbow"), ("Wrist", "wrist"))
+} | {"L_BigToe": ("left_foot_index", 0.7), "R_BigToe": ("right_foot_index", 0.7)}
+_TORSO_JOINTS = ("Pelvis", "Spine1", "Spine2", "Spine3", "Neck", "L_Collar", "R_Collar")
+_TORSO_WEIGHT, _HAND_WEIGHT, _HEAD_WEIGHT, _HEAD_TOP_WEIGHT = 0.3, 0.5, 0.3, 0.5
+_TWIST_WEIGHT = 0.5
+
+# Keypoint groups whose weights the user sets (the Refine panel's sliders).
+KEYPOINT_GROUPS: dict[str, tuple[str, ...]] = {
+    "torso": ("Pelvis", "L_Hip", "R_Hip", "Spine1", "Spine2", "Spine3", "Neck", "L_Collar", "R_Collar",
+              "L_Shoulder", "R_Shoulder"),
+    "arms": ("L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist", "L_Hand", "R_Hand", "L_Fingertip", "R_Fingertip"),
+    "legs": ("L_Knee", "R_Knee", "L_Ankle", "R_Ankle", "L_Foot", "R_Foot", "L_BigToe", "R_BigToe"),
+    "head": ("Head", "Head_Top"),
+}
+
+
+@dataclass(frozen=True)
+class TwistObservations:
+    """Directions off the bone that fix a joint's twist.
+
+    Attributes:
+        sides: (T, 23, 3) observed direction per twist joint (zero where unobserved).
+        rest_sides: (23, 3) the same direction in the rest pose (SMPL's axes).
+        carriers: (23,) the joint whose frame carries each direction (a palm is
+            carried by the wrist although it fixes the elbow's twist).
+        confidence: (T, 23) weight of each observation, 0 where none.
+    """
+
+    sides: np.ndarray
+    rest_sides: np.ndarray
+    carriers: np.ndarray
+    confidence: np.ndarray
+
+
+def to_world_axes(points: np.ndarray) -> np.ndarray:
+    """(..., 3) points in BlazePose's axes (y down, z away) -> y-up camera-aligned axes."""
+    return points * np.array([1.0, -1.0, -1.0], dtype=points.dtype)
+
+
+def group_weights(torso: float = 1.0, arms: float = 1.0, legs: float = 1.0, head: float = 1.0) -> np.ndarray:
+    """Per-target multipliers (29,) from the four group weights (each >= 0)."""
+    weights = np.ones(skeleton.NUM_KEYPOINTS, dtype=np.float32)
+    for group, value in (("torso", torso), ("arms", arms), ("legs", legs), ("head", head)):
+        if not value >= 0:
+            raise ValueError(f"the {group} weight must be >= 0, got {value!r}")
+        weights[[_K[name] for name in KEYPOINT_GROUPS[group]]] = value
+    return weights
+
+
+def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
+                         rest_keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IK targets from BlazePose landmarks.
+
+    Args:
+        landmarks: (T, 33, 3) world landmarks in the y-up frame (see :func:`to_world_axes`).
+        visibility: (T, 33) BlazePose's visibility, 0..1.
+        rest_keypoints: (29, 3) the body's rest keypoints (for the derived torso joints
+            and the head's height).
+    Returns:
+        targets: (T, 29, 3) metres, y-up; confidence: (T, 29), 0 for unobserved targets.
+    """
+    frames = landmarks.shape[0]
+    targets = np.zeros((frames, skeleton.NUM_KEYPOINTS, 3), dtype=np.float32)
+    confidence = np.zeros((frames, skeleton.NUM_KEYPOINTS), dtype=np.float32)
+    vis = np.clip(visibility, 0.0, 1.0)
+
+    def put(name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
+        targets[:, _K[name]] = point
+        confidence[:, _K[name]] = weight * vis[:, [_L[u] for u in used]].min(axis=1)
+
+    def at(name: str) -> np.ndarray:
+        return landmarks[:, _L[name]]
+
+    for target, (landmark, weight) in _DIRECT.items():
+        put(target, at(landmark), weight, [landmark])
+    for side in ("left", "right"):
+        put(f"{side[0].upper()}_Hand", (at(f"{side}_index") + at(f"{side}_pinky")) / 2, _HAND_WEIGHT,
+            [f"{side}_index", f"{side}_pinky", f"{side}_wrist"])
+
+    torso_landmarks = ["left_hip", "right_hip", "left_shoulder", "right_shoulder"]
+    origin, frame, scale = _torso_frame(at("left_hip"), at("right_hip"), at("left_shoulder"), at("right_shoulder"))
+    rest_origin, rest_frame, rest_scale = _torso_frame(*(rest_keypoints[None, _K[n]] for n in
+                                                         ("L_Hip", "R_Hip", "L_Shoulder", "R_Shoulder")))
+    for name in _TORSO_JOINTS:
+        local = rest_frame[0].T @ (rest_keypoints[_K[name]] - rest_origin[0]) / rest_scale[0]
+        put(name, origin + scale[:, None] * (frame @ local), _TORSO_WEIGHT, torso_landmarks)
+
+    ear_mid = (at("left_ear") + at("right_ear")) / 2
+    face_up = (at("left_eye") + at("right_eye") - at("mouth_left") - at("mouth_right")) / 2
+    ears = _unit(at("left_ear") - at("right_ear"))
+    up = _unit(face_up - (face_up * ears).sum(-1, keepdims=True) * ears)
+    head_height = np.linalg.norm(rest_keypoints[_K["Head_Top"]] - rest_keypoints[_K["Head"]])
+    face = ["left_ear", "right_ear", "left_eye", "right_eye", "mouth_left", "mouth_right"]
+    put("Head", ear_mid, _HEAD_WEIGHT, ["left_ear", "right_ear"])
+    put("Head_Top", ear_mid + head_height * up, _HEAD_TOP_WEIGHT, face)
+
+    bad = ~np.isfinite(targets).all(-1)
+    targets[bad] = 0.0
+    confidence[bad] = 0.0
+    return targets, confidence
+
+
+def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) -> TwistObservations:
+    """The directions that fix forearm, foot and head twist (see the module docstring).
+
+    Args:
+        landmarks: (T, 33, 3) world landmarks in the y-up frame; visibility: (T, 33).
+    """
+    frames = landmarks.shape[0]
+    sides = np.zeros((frames, skeleton.NUM_TWISTS, 3), dtype=np.float32)
+    rest_sides = np.zeros((skeleton.NUM_TWISTS, 3), dtype=np.float32)
+    carriers = np.arange(1, skeleton.NUM_JOINTS)
+    confidence = np.zeros((frames, skeleton.NUM_TWISTS), dtype=np.float32)
+    vis = np.clip(visibility, 0.0, 1.0)
+
+    def at(name: str) -> np.ndarray:
+        return landmarks[:, _L[name]]
+
+    def observe(joint: str, carrier: str, side: np.ndarray, rest: tuple[float, float, float],
+                used: list[str]) -> None:
+        row = skeleton.JOINT_NAMES.index(joint) - 1
+        sides[:, row] = side
+        rest_sides[row] = rest
+        carriers[row] = skeleton.JOINT_NAMES.index(carrier)
+        confidence[:, row] = _TWIST_WEIGHT * vis[:, [_L[u] for u in used]].min(axis=1)
+
+    for side, letter, palm_up in (("left", "L", 1.0), ("right", "R", -1.0)):
+        wrist = at(f"{side}_wrist")
+        # In SMPL's rest pose the palms face down: this normal, the back of the hand,
+        # points up for the left hand and (the cross product mirrored) down for the right.
+        normal = np.cross(at(f"{side}_index") - wrist, at(f"{side}_pinky") - wrist)
+        observe(f"{letter}_Elbow", f"{letter}_Wrist", normal, (0.0, palm_up, 0.0),
+                [f"{side}_wrist", f"{side}_index", f"{side}_pinky"])
+        heel = at(f"{side}_heel")
+        # The foot's sagittal plane; its normal points to the body's right in the rest pose.
+        normal = np.cross(at(f"{side}_foot_index") - heel, at(f"{side}_ankle") - heel)
+        observe(f"{letter}_Ankle", f"{letter}_Ankle", normal, (-1.0, 0.0, 0.0),
+                [f"{side}_heel", f"{side}_ankle", f"{side}_foot_index"])
+    observe("Head", "Head", at("left_ear") - at("right_ear"), (1.0, 0.0, 0.0), ["left_ear", "right_ear"])
+
+    bad = ~np.isfinite(sides).all(-1)
+    sides[bad] = 0.0
+    confidence[bad] = 0.0
+    return TwistObservations(sides, rest_sides, carriers, confidence)
+
+
+def _torso_frame(left_hip: np.ndarray, right_hip: np.ndarray, left_shoulder: np.ndarray,
+                 right_shoulder: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Origin (T, 3), axes (T, 3, 3) as columns (left, up, forward) and size (T,) of a torso."""
+    hips = (left_hip + right_hip) / 2
+    shoulders = (left_shoulder + right_shoulder) / 2
+    up = _unit(shoulders - hips)
+    across = (left_hip - right_hip) + (left_shoulder - right_shoulder)
+    left = _unit(across - (across * up).sum(-1, keepdims=True) * up)
+    forward = np.cross(left, up)
+    return hips, np.stack([left, up, forward], axis=-1), np.linalg.norm(shoulders - hips, axis=-1)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norm > 0, norm, 1.0)

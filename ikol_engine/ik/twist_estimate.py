@@ -1,0 +1,64 @@
+"""Twist angles from directions seen off the bone (a palm's normal, the line through the ears).
+
+A bone's end points fix its swing but not its twist. A direction known in the rest pose
+(``rest_side``, e.g. the back of the hand points up in SMPL's T-pose) and observed in a
+frame (``side``) fixes it: pose the body from its keypoints alone (the IK without twist,
+so that every twist the keypoints do show is already in the ancestors), then turn the
+bone about its own axis until the posed rest direction meets the observed one. A
+right turn ``R_j exp(phi a_j)`` about the rest bone ``a_j`` turns every frame below the
+joint about the posed bone, so that angle adds directly to the joint's twist, and the
+direction may be carried by a joint further down (the palm, carried by the wrist, turns
+with the elbow's twist).
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import skeleton
+from ..kinematics import forward_kinematics
+from ..tree import SMPL_TREE
+from .rotations import bone_axes, bone_twists, wrap_angle
+
+# An observed direction this close to the bone says little about the twist.
+_MIN_SINE = 0.3
+
+
+def estimate_twist(
+    rotations: torch.Tensor,
+    offsets: torch.Tensor,
+    sides: torch.Tensor,
+    rest_sides: torch.Tensor,
+    carriers: torch.Tensor,
+    side_confidence: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Twist angles of joints 1..23 where a side direction is observed.
+
+    Args:
+        rotations: (B, 24, 3, 3) a pose fitted to the keypoints.
+        offsets: (B, 29, 3) rest offsets (see kinematics.rest_offsets).
+        sides: (B, 23, 3) observed directions, world axes.
+        rest_sides: (23, 3) those directions in the rest pose.
+        carriers: (23,) the joint whose frame carries each direction: the twist joint
+            itself or one of its descendants.
+        side_confidence: (B, 23) weights; 0 where nothing is observed.
+    Returns:
+        twist: (B, 23) radians; confidence: (B, 23), scaled down where the observed
+        direction lies near the bone and 0 where it is unusable.
+    """
+    batch = rotations.shape[0]
+    zeros = rotations.new_zeros(batch, skeleton.NUM_TWISTS)
+    globals_, _ = forward_kinematics(rotations, offsets, rotations.new_zeros(batch, 3), SMPL_TREE.to(rotations.device))
+    bone = (globals_[:, 1:] @ bone_axes(offsets)[..., None])[..., 0]                  # (B, 23, 3)
+    posed_side = (globals_[:, carriers.to(rotations.device)] @ rest_sides.to(rotations)[None, :, :, None])[..., 0]
+
+    def across(vectors: torch.Tensor) -> torch.Tensor:
+        return vectors - (vectors * bone).sum(-1, keepdim=True) * bone
+
+    seen = torch.nn.functional.normalize(sides, dim=-1)
+    seen_across, posed_across = across(seen), across(posed_side)
+    turn = torch.atan2((bone * torch.cross(posed_across, seen_across, dim=-1)).sum(-1),
+                       (posed_across * seen_across).sum(-1))
+    sine = seen_across.norm(dim=-1)
+    weight = side_confidence * ((sine - _MIN_SINE) / (1 - _MIN_SINE)).clamp(0, 1)
+    twist = wrap_angle(bone_twists(rotations, offsets) + turn)
+    return torch.where(weight > 0, twist, zeros), weight

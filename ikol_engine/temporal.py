@@ -1,0 +1,395 @@
+"""Temporal quality kernels: per-frame arrays in, cleaner per-frame arrays out.
+
+Everything here works on plain numpy arrays whose first axis is time (T frames). A
+``valid`` mask (T,) marks the frames that hold a measurement; the values of the other
+frames are placeholders (they may be NaN) and are passed through untouched.
+
+* :func:`one_euro`, :func:`one_euro_forward_backward`: the one-euro filter (Casiez,
+  Roussel and Vogel, CHI 2012), and a zero-lag offline variant.
+* :func:`gap_runs`, :func:`fill_gaps`: interpolate short dropouts, hold across long ones.
+* :func:`fix_left_right_swaps`, :func:`swap_pairs`: undo frames where the pose
+  estimator swapped the body's left and right sides.
+* :func:`quaternion_continuity`: keep consecutive quaternions in one hemisphere.
+* :func:`jitter`: mean joint acceleration, the number the benchmark reports.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------------------
+# One-euro filter
+
+
+@dataclass(frozen=True)
+class OneEuroParams:
+    """Tuning of the one-euro filter.
+
+    ``min_cutoff`` (Hz) sets the smoothing when the signal is still (lower: less jitter,
+    more lag); ``beta`` (per unit of the signal's speed) raises the cutoff as the signal
+    moves fast (higher: less lag in fast motion); ``d_cutoff`` (Hz) smooths the speed
+    estimate that drives it.
+    """
+
+    min_cutoff: float = 1.0
+    beta: float = 0.5
+    d_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_cutoff", "beta", "d_cutoff"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"OneEuroParams.{name} must be a positive number, got {value!r}")
+
+
+def _smoothing_factor(cutoff: np.ndarray | float, period: float) -> np.ndarray | float:
+    """Exponential smoothing factor of a first-order low-pass with this cutoff (Hz)."""
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    return 1.0 / (1.0 + tau / period)
+
+
+def _check_series(x: np.ndarray, fps: float, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a (T, ...) series, its frame rate and mask; returns float x and bool mask."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 1:
+        raise ValueError("x needs a time axis: shape (T, ...)")
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    if valid is None:
+        valid = np.ones(len(x), dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != (len(x),):
+        raise ValueError(f"valid must have shape ({len(x)},), got {valid.shape}")
+    return x, valid
+
+
+def one_euro(x: np.ndarray, fps: float, params: OneEuroParams = OneEuroParams(),
+             valid: np.ndarray | None = None) -> np.ndarray:
+    """Filters a series causally with the one-euro filter, element-wise.
+
+    Each element of the trailing dims is its own filter: a low-pass whose cutoff is
+    ``min_cutoff + beta * |filtered derivative|``, so slow motion is smoothed hard and
+    fast motion passes with little lag.
+
+    Args:
+        x: (T, ...) samples, one frame every ``1 / fps`` seconds.
+        fps: frames per second.
+        params: the filter's tuning.
+        valid: (T,) frames to filter; None = all. Invalid frames are returned unchanged,
+            do not update the filter, and the filter restarts at the next valid frame
+            (the motion across a dropout is unknown, so the old state would only drag).
+    Returns:
+        (T, ...) float64 filtered samples.
+    """
+    x, valid = _check_series(x, fps, valid)
+    period = 1.0 / fps
+    derivative_alpha = _smoothing_factor(params.d_cutoff, period)
+    out = x.copy()
+    state = derivative = None
+    for t in range(len(x)):
+        if not valid[t]:
+            state = None
+            continue
+        if state is None:
+            state, derivative = x[t], np.zeros_like(x[t])
+            continue
+        derivative = derivative + derivative_alpha * ((x[t] - state) * fps - derivative)
+        alpha = _smoothing_factor(params.min_cutoff + params.beta * np.abs(derivative), period)
+        state = state + alpha * (x[t] - state)
+        out[t] = state
+    return out
+
+
+def one_euro_forward_backward(x: np.ndarray, fps: float, params: OneEuroParams = OneEuroParams(),
+                              valid: np.ndarray | None = None) -> np.ndarray:
+    """The one-euro filter run forwards and backwards in time, averaged: no lag.
+
+    A causal filter lags the signal by roughly its time constant; the same filter run on
+    the reversed clip leads it by as much, so their mean is centred (offline video
+    allows looking ahead). Shapes and ``valid`` as :func:`one_euro`.
+    """
+    x, valid = _check_series(x, fps, valid)
+    forward = one_euro(x, fps, params, valid)
+    backward = one_euro(x[::-1], fps, params, valid[::-1])[::-1]
+    return 0.5 * (forward + backward)
+
+
+# --------------------------------------------------------------------------------------
+# Gaps
+
+
+def gap_runs(valid: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of invalid frames, as half-open ``(start, end)`` frame ranges, in order.
+
+    Args:
+        valid: (T,) bool.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    edges = np.diff(np.concatenate([[0], (~valid).astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def fill_gaps(x: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fills invalid frames from their valid neighbours.
+
+    A gap of at most ``max_gap`` invalid frames with valid frames on both sides is
+    interpolated linearly between them. Longer gaps, and invalid runs at the start or
+    end of the clip, are held at the nearest valid frame (the earlier one on a tie):
+    interpolating across a long dropout would invent motion.
+
+    Args:
+        x: (T, ...) samples.
+        valid: (T,) bool; at least one frame must be valid.
+        max_gap: longest gap (frames) to interpolate, >= 0.
+    Returns:
+        filled: (T, ...) float64; valid frames unchanged.
+        filled_mask: (T,) bool, frames that were interpolated.
+        held_mask: (T,) bool, frames that hold a neighbour's value.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != (len(x),):
+        raise ValueError(f"valid must have shape ({len(x)},), got {valid.shape}")
+    if max_gap < 0:
+        raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+    if not valid.any():
+        raise ValueError("fill_gaps needs at least one valid frame")
+    frames = np.arange(len(x))
+    # Index of the last valid frame at or before t (-1: none) and the first at or after
+    # t (T: none).
+    before = np.maximum.accumulate(np.where(valid, frames, -1))
+    after = np.minimum.accumulate(np.where(valid, frames, len(x))[::-1])[::-1]
+    inside = (before >= 0) & (after < len(x))
+    interpolate = ~valid & inside & (after - before - 1 <= max_gap)
+    held = ~valid & ~interpolate
+
+    filled = x.copy()
+    lo, hi = before[interpolate], after[interpolate]
+    weight = ((frames[interpolate] - lo) / (hi - lo)).reshape((-1,) + (1,) * (x.ndim - 1))
+    filled[interpolate] = (1.0 - weight) * x[lo] + weight * x[hi]
+    use_before = (before >= 0) & ((after >= len(x)) | (frames - before <= after - frames))
+    nearest = np.where(use_before, before, after)
+    filled[held] = x[nearest[held]]
+    return filled, interpolate, held
+
+
+# --------------------------------------------------------------------------------------
+# Left/right swaps
+
+
+def _pair_permutation(pairs: Sequence[tuple[int, int]], num_keypoints: int) -> np.ndarray:
+    """(K,) index map exchanging each pair; each keypoint may be in one pair at most."""
+    permutation = np.arange(num_keypoints)
+    seen: set[int] = set()
+    for left, right in pairs:
+        if left == right or {left, right} & seen:
+            raise ValueError(f"pairs must be disjoint pairs of distinct keypoints, got {list(pairs)}")
+        if not (0 <= left < num_keypoints and 0 <= right < num_keypoints):
+            raise ValueError(f"pair ({left}, {right}) is out of range for {num_keypoints} keypoints")
+        seen |= {left, right}
+        permutation[left], permutation[right] = right, left
+    return permutation
+
+
+def swap_pairs(array: np.ndarray, pairs: Sequence[tuple[int, int]], frames_mask: np.ndarray) -> np.ndarray:
+    """Exchanges the left/right keypoints of every pair in the chosen frames.
+
+    Args:
+        array: (T, K, ...) per-keypoint values: 3D or image keypoints, confidences.
+        pairs: (left, right) keypoint indices.
+        frames_mask: (T,) bool, frames to swap.
+    Returns:
+        (T, K, ...) a copy with the pairs exchanged where ``frames_mask``.
+    """
+    array = np.asarray(array)
+    frames_mask = np.asarray(frames_mask, dtype=bool)
+    if array.ndim < 2 or frames_mask.shape != (len(array),):
+        raise ValueError(f"need array (T, K, ...) and frames_mask (T,), "
+                         f"got {array.shape} and {frames_mask.shape}")
+    permutation = _pair_permutation(pairs, array.shape[1])
+    out = array.copy()
+    out[frames_mask] = array[frames_mask][:, permutation]
+    return out
+
+
+def _centred_pairs(keypoints: np.ndarray, confidence: np.ndarray,
+                   paired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paired keypoints about their confidence-weighted centroid, and their weights.
+
+    Centring removes the body's translation, which can be a sizeable fraction of its
+    width per frame (a person running across the view) and grows across dropouts; the
+    centroid of both sides is the same whichever way they are labelled.
+
+    Args:
+        keypoints: (T, K, 3); confidence: (T, K); paired: (P,) keypoint indices.
+    Returns:
+        (T, P, 3) centred positions (0 where unusable) and (T, P) weights (0 there).
+    """
+    points = keypoints[:, paired]
+    weight = np.where(np.isfinite(points).all(-1), np.maximum(confidence[:, paired], 0.0), 0.0)
+    points = np.where(weight[..., None] > 0, points, 0.0)
+    total = weight.sum(-1, keepdims=True)
+    centre = (weight[..., None] * points).sum(1) / np.where(total > 0, total, 1.0)
+    return np.where(weight[..., None] > 0, points - centre[:, None], 0.0), weight
+
+
+def _link_flips(points: np.ndarray, weight: np.ndarray, exchange: np.ndarray,
+                earlier: np.ndarray, later: np.ndarray, ratio: float) -> np.ndarray:
+    """Whether the left/right labelling changes between frames ``earlier`` and ``later``.
+
+    Compares the paired keypoints of the later frame with those of the earlier one as
+    labelled and with left and right exchanged: a confidence-weighted mean distance for
+    each. The labelling is taken to change when the exchanged one is clearly closer
+    (``ratio`` times the as-labelled one or less); near ties (a pair whose sides are
+    close together, or a frame too blurred to tell) keep it.
+
+    Args:
+        points: (T, P, 3) and weight: (T, P) from :func:`_centred_pairs`.
+        exchange: (P,) the index map that swaps left and right among the P points.
+        earlier, later: (L,) frame indices of the L links.
+    Returns:
+        (L,) bool.
+    """
+    def cost(order: np.ndarray) -> np.ndarray:
+        both = weight[earlier] * weight[later][:, order]
+        distance = np.linalg.norm(points[later][:, order] - points[earlier], axis=-1)
+        total = both.sum(-1)
+        return np.where(total > 0, (both * distance).sum(-1) / np.where(total > 0, total, 1.0), np.nan)
+
+    as_is, exchanged = cost(np.arange(len(exchange))), cost(exchange)
+    # NaN (no confident keypoint in common) compares False: no evidence, no change.
+    return exchanged < ratio * as_is
+
+
+def fix_left_right_swaps(keypoints: np.ndarray, confidence: np.ndarray, pairs: Sequence[tuple[int, int]],
+                         valid: np.ndarray | None = None, *, ratio: float = 0.5,
+                         max_link_gap: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finds and undoes frames whose left and right sides the pose estimator swapped.
+
+    How it decides:
+
+    1. Link each valid frame to the previous valid frame, when at most ``max_link_gap``
+       invalid frames lie between them. For each link, test whether the labelling
+       changes: swapping all pairs of the later frame must bring its paired keypoints
+       clearly closer to the earlier frame's (confidence-weighted mean distance below
+       ``ratio`` times the unswapped one), both frames taken about the centroid of
+       their paired keypoints so that the body's own travel does not count. Motion
+       between neighbouring frames is small next to the distance between a body's
+       left and right sides, so a real swap gives a ratio near 0 and ordinary motion
+       one near 1 or above; a pair whose two sides pass close to each other (knees in
+       a stride, crossing hands) moves both costs alike and does not trigger, since
+       the other pairs stay far apart.
+    2. Chain the changes into a labelling parity per frame; frames of equal parity form
+       runs of consistent labelling. Links only tell relative labelling, so which
+       parity is right comes from the assumption that swaps are the exception: within
+       each chain of linked frames, the parity held by the majority of its frames is
+       taken as correct and the frames of the other parity are swapped back. This also
+       catches a clip that *starts* swapped, which a frame-to-previous rule would take
+       as the reference.
+
+    A wrong link decision would invert the labelling of everything after it in the
+    chain until the next one; the clear-margin ``ratio`` keeps that rare, and a chain
+    breaks at long dropouts, where neighbouring frames no longer predict each other.
+    All pairs are swapped together (the usual failure: the estimator takes a back view
+    for a front view).
+
+    Args:
+        keypoints: (T, K, 3) positions (any unit; may be NaN where confidence is 0).
+        confidence: (T, K) weights >= 0.
+        pairs: (left, right) keypoint indices of the body's symmetric keypoints.
+        valid: (T,) frames with a person; None = all. Invalid frames are never swapped.
+        ratio: how much closer the swapped labelling must be to count, in (0, 1).
+        max_link_gap: invalid frames a link may span.
+    Returns:
+        keypoints: (T, K, 3) with the swapped frames undone.
+        confidence: (T, K) likewise.
+        swapped: (T,) bool, the frames that were swapped back; pass it to
+            :func:`swap_pairs` to fix other per-keypoint arrays (image keypoints).
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if keypoints.ndim != 3 or confidence.shape != keypoints.shape[:2]:
+        raise ValueError(f"need keypoints (T, K, 3) and confidence (T, K), "
+                         f"got {keypoints.shape} and {confidence.shape}")
+    if valid is None:
+        valid = np.ones(len(keypoints), dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != (len(keypoints),):
+        raise ValueError(f"valid must have shape ({len(keypoints)},), got {valid.shape}")
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio must lie in (0, 1), got {ratio}")
+    permutation = _pair_permutation(pairs, keypoints.shape[1])
+
+    frames = np.flatnonzero(valid)
+    paired = np.flatnonzero(permutation != np.arange(len(permutation)))
+    swapped = np.zeros(len(keypoints), dtype=bool)
+    if len(frames) == 0 or len(paired) == 0:
+        return keypoints.copy(), confidence.copy(), swapped
+    linked = np.diff(frames) <= max_link_gap + 1
+    points, weight = _centred_pairs(keypoints, confidence, paired)
+    exchange = np.searchsorted(paired, permutation[paired])
+    flips = _link_flips(points, weight, exchange, frames[:-1], frames[1:], ratio) & linked
+    parity = np.concatenate([[0], np.cumsum(flips) % 2])
+    chain = np.concatenate([[0], np.cumsum(~linked)])
+    # Per chain: frames of odd parity vs all its frames; the minority parity is swapped.
+    odd = np.bincount(chain, weights=parity)
+    size = np.bincount(chain)
+    right_parity = (2 * odd > size).astype(int)  # a tie keeps the chain's first labelling
+    swapped[frames] = parity != right_parity[chain]
+    return swap_pairs(keypoints, pairs, swapped), swap_pairs(confidence, pairs, swapped), swapped
+
+
+# --------------------------------------------------------------------------------------
+# Rotations and measures
+
+
+def quaternion_continuity(q: np.ndarray) -> np.ndarray:
+    """Flips quaternion signs so each lies in the hemisphere of its previous frame.
+
+    q and -q are the same rotation, but keyframe interpolation between q_t and a
+    -q_{t+1} takes the long way round; after this, consecutive quaternions of a joint
+    have a dot product >= 0. The first frame keeps its sign.
+
+    Args:
+        q: (T, J, 4) quaternions (any component order).
+    Returns:
+        (T, J, 4) float64, each entry ``q`` or ``-q``.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim != 3 or q.shape[-1] != 4:
+        raise ValueError(f"q must have shape (T, J, 4), got {q.shape}")
+    # The sign of frame t relative to the raw frame t-1; its running product is the
+    # flip that puts frame t next to the already corrected frame t-1.
+    step = np.where(np.einsum("tjc,tjc->tj", q[1:], q[:-1]) < 0, -1.0, 1.0)
+    sign = np.concatenate([np.ones((1, q.shape[1])), np.cumprod(step, axis=0)])
+    return q * sign[..., None]
+
+
+def jitter(x: np.ndarray, fps: float, valid: np.ndarray | None = None) -> float:
+    """Mean joint acceleration magnitude, m/s^2 for x in metres.
+
+    The acceleration of frame t is ``(x[t+1] - 2 x[t] + x[t-1]) * fps^2``, taken where
+    frames t-1, t and t+1 are all valid, and its magnitude averaged over those frames
+    and all keypoints.
+
+    Args:
+        x: (T, K, 3) positions.
+        fps: frames per second.
+        valid: (T,) bool; None = all.
+    Returns:
+        The mean, or NaN when no three consecutive frames are valid.
+    """
+    x, valid = _check_series(x, fps, valid)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, K, 3), got {x.shape}")
+    if len(x) < 3:
+        return float("nan")
+    centre = valid[:-2] & valid[1:-1] & valid[2:]
+    if not centre.any():
+        return float("nan")
+    acceleration = (x[2:] - 2.0 * x[1:-1] + x[:-2])[centre] * fps**2
+    return float(np.linalg.norm(acceleration, axis=-1).mean())

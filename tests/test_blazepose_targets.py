@@ -16,44 +16,9 @@ from ikol_engine.ik.twist_estimate import estimate_twist
 from ikol_engine.kinematics import forward_kinematics, rest_offsets
 from ikol_engine.synthetic import random_pose
 from ikol_engine.tree import SMPL_TREE
+from synthetic_landmarks import J, L, ON_JOINT, posed_landmarks
 
-J = {name: i for i, name in enumerate(skeleton.KEYPOINT_NAMES)}
-L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
-# Where the landmarks off SMPL's joints sit, in the rest frame of the joint that carries
-# them (m): knuckles beside the hand joint (thumb side forward), heel under the ankle,
-# ears beside the head joint, eyes and mouth on the face.
-OFF_JOINT = {
-    "left_index": ("L_Hand", (0, 0, 0.03)), "left_pinky": ("L_Hand", (0, 0, -0.03)),
-    "right_index": ("R_Hand", (0, 0, 0.03)), "right_pinky": ("R_Hand", (0, 0, -0.03)),
-    "left_heel": ("L_Ankle", (0, -0.06, -0.05)), "right_heel": ("R_Ankle", (0, -0.06, -0.05)),
-    # BlazePose's "foot index" is the tip of the foot, on its midline (SMPL's big toe is medial).
-    "left_foot_index": ("L_Foot", (0, -0.01, 0.06)), "right_foot_index": ("R_Foot", (0, -0.01, 0.06)),
-    "left_ear": ("Head", (0.07, 0.02, 0)), "right_ear": ("Head", (-0.07, 0.02, 0)),
-    "left_eye": ("Head", (0.03, 0.07, 0.1)), "right_eye": ("Head", (-0.03, 0.07, 0.1)),
-    "mouth_left": ("Head", (0.02, 0.0, 0.1)), "mouth_right": ("Head", (-0.02, 0.0, 0.1)),
-}
-ON_JOINT = {f"{word}_{part}": f"{side}_{joint}" for side, word in (("L", "left"), ("R", "right"))
-            for part, joint in (("hip", "Hip"), ("knee", "Knee"), ("ankle", "Ankle"), ("shoulder", "Shoulder"),
-                                ("elbow", "Elbow"), ("wrist", "Wrist"))}
-# The carrying joints for landmarks the wrist's and ankle's rotations move.
-CARRIER = {"L_Hand": "L_Wrist", "R_Hand": "R_Wrist", "L_Ankle": "L_Ankle", "R_Ankle": "R_Ankle", "Head": "Head",
-           "L_Foot": "L_Foot", "R_Foot": "R_Foot"}
 LIMB_TARGETS = [J[name] for name in ON_JOINT.values()]
-
-
-def posed_landmarks(body, rotations: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """(B, 33, 3) y-up landmarks on poses, with the poses' globals and keypoints."""
-    offsets = rest_offsets(body.rest_keypoints(torch.zeros(len(rotations), 10)), SMPL_TREE)
-    globals_, keypoints = forward_kinematics(rotations, offsets, torch.zeros(len(rotations), 3), SMPL_TREE)
-    landmarks = torch.zeros(len(rotations), len(LANDMARK_NAMES), 3)
-    for landmark, joint in ON_JOINT.items():
-        landmarks[:, L[landmark]] = keypoints[:, J[joint]]
-    for landmark, (joint, offset) in OFF_JOINT.items():
-        carrier = J[CARRIER[joint]]
-        landmarks[:, L[landmark]] = keypoints[:, J[joint]] + (globals_[:, carrier] @ torch.tensor(offset,
-                                                                   dtype=torch.float32))
-    return landmarks.numpy(), globals_, keypoints
-
 
 def side_error_deg(globals_a: torch.Tensor, globals_b: torch.Tensor, joint: str, rest: tuple) -> torch.Tensor:
     """Angle (B,) between a rest direction carried by two poses' joint frames."""
@@ -71,6 +36,7 @@ def scene(body):
     flex[..., 0] = torch.empty(64, 2).uniform_(-0.4, 0.4, generator=generator)
     rotations[:, [J["L_Foot"], J["R_Foot"]]] = roma.rotvec_to_rotmat(flex)
     landmarks, globals_, keypoints = posed_landmarks(body, rotations)
+    landmarks, keypoints = landmarks.numpy(), keypoints
     rest = body.rest_keypoints(torch.zeros(1, 10))[0].numpy()
     return dict(rotations=rotations, landmarks=landmarks, globals=globals_, keypoints=keypoints, rest=rest,
                 visibility=np.ones(landmarks.shape[:2], np.float32))
@@ -99,6 +65,7 @@ def test_hidden_landmarks_lower_confidence_of_what_they_feed(scene) -> None:
 def test_torso_targets_match_the_rest_pose_exactly(body, scene) -> None:
     rest = scene["rest"]
     landmarks, _, keypoints = posed_landmarks(body, torch.eye(3).expand(1, 24, 3, 3).clone())
+    landmarks = landmarks.numpy()
     targets, _ = blazepose_to_targets(landmarks, np.ones((1, 33), np.float32), rest)
     for name in ("Pelvis", "Spine1", "Spine2", "Spine3", "Neck", "L_Collar", "R_Collar"):
         assert np.linalg.norm(targets[0, J[name]] - rest[J[name]]) < 1e-5, name

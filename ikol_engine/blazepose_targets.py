@@ -50,10 +50,21 @@ LANDMARK_NAMES: tuple[str, ...] = (
     "left_foot_index", "right_foot_index",
 )
 _L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
-# Landmark pairs that trade places when a detector mistakes the body's left for its right.
-LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = tuple(
-    (i, _L["right_" + name[5:]]) for i, name in enumerate(LANDMARK_NAMES) if name.startswith("left_")
-) + ((_L["mouth_left"], _L["mouth_right"]),)
+
+
+def _pairs(*parts: str) -> tuple[tuple[int, int], ...]:
+    return tuple((_L[f"left_{part}"], _L[f"right_{part}"]) for part in parts)
+
+
+# Landmark pairs that trade places when a detector mistakes the body's left for its
+# right, by body part: a detector often swaps one part alone (the legs for a few frames
+# after the arms came back), so each part is repaired on its own.
+LEFT_RIGHT_GROUPS: dict[str, tuple[tuple[int, int], ...]] = {
+    "face": _pairs("eye_inner", "eye", "eye_outer", "ear") + ((_L["mouth_left"], _L["mouth_right"]),),
+    "arms": _pairs("shoulder", "elbow", "wrist", "pinky", "index", "thumb"),
+    "legs": _pairs("hip", "knee", "ankle", "heel", "foot_index"),
+}
+LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = sum(LEFT_RIGHT_GROUPS.values(), ())
 
 _K = {name: i for i, name in enumerate(skeleton.KEYPOINT_NAMES)}
 _DIRECT: dict[str, tuple[str, float]] = {
@@ -65,6 +76,9 @@ _DIRECT: dict[str, tuple[str, float]] = {
 _TORSO_JOINTS = ("Pelvis", "Spine1", "Spine2", "Spine3", "Neck", "L_Collar", "R_Collar")
 _TORSO_WEIGHT, _HAND_WEIGHT, _HEAD_WEIGHT, _HEAD_TOP_WEIGHT = 0.3, 0.5, 0.3, 0.5
 _TWIST_WEIGHT = 0.5
+# Hand and foot planes whose two spanning directions are closer than this (sine of
+# their angle, ~15 degrees) give their twist less weight, down to none when collinear.
+_MIN_PLANE_SINE = 0.25
 
 # Keypoint groups whose weights the user sets (the Refine panel's sliders).
 KEYPOINT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -92,6 +106,25 @@ class TwistObservations:
     rest_sides: np.ndarray
     carriers: np.ndarray
     confidence: np.ndarray
+
+
+def swapped_against_torso(landmarks: np.ndarray, part: str) -> np.ndarray:
+    """Frames (T,) where a part's left-right line points against the shoulders'.
+
+    A pelvis never turns a quarter turn against the chest, nor a head (the neck turns
+    about 80 degrees each way), so hips or ears whose left-to-right line points against
+    the shoulders' are mislabelled. This catches swaps the temporal repair cannot: one
+    that slowly un-swaps as the knees cross back, or a face that stayed swapped when
+    the arms were repaired.
+
+    Args:
+        landmarks: (T, 33, 3) world landmarks, arms already repaired.
+        part: "legs" (judged by the hips) or "face" (by the ears).
+    """
+    point = {"legs": "hip", "face": "ear"}[part]
+    line = landmarks[:, _L[f"left_{point}"]] - landmarks[:, _L[f"right_{point}"]]
+    shoulders = landmarks[:, _L["left_shoulder"]] - landmarks[:, _L["right_shoulder"]]
+    return (line * shoulders).sum(-1) < 0
 
 
 def to_world_axes(points: np.ndarray) -> np.ndarray:
@@ -179,12 +212,14 @@ def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) 
         return landmarks[:, _L[name]]
 
     def observe(joint: str, carrier: str, side: np.ndarray, rest: tuple[float, float, float],
-                used: list[str]) -> None:
+                used: list[str], spread: np.ndarray | None = None) -> None:
         row = skeleton.JOINT_NAMES.index(joint) - 1
         sides[:, row] = side
         rest_sides[row] = rest
         carriers[row] = skeleton.JOINT_NAMES.index(carrier)
         confidence[:, row] = _TWIST_WEIGHT * vis[:, [_L[u] for u in used]].min(axis=1)
+        if spread is not None:  # a plane from nearly collinear points has no trustworthy normal
+            confidence[:, row] *= np.clip(spread / _MIN_PLANE_SINE, 0.0, 1.0)
 
     for side, letter, palm_up in (("left", "L", 1.0), ("right", "R", -1.0)):
         wrist = at(f"{side}_wrist")
@@ -192,12 +227,14 @@ def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) 
         # points up for the left hand and (the cross product mirrored) down for the right.
         normal = np.cross(at(f"{side}_index") - wrist, at(f"{side}_pinky") - wrist)
         observe(f"{letter}_Elbow", f"{letter}_Wrist", normal, (0.0, palm_up, 0.0),
-                [f"{side}_wrist", f"{side}_index", f"{side}_pinky"])
+                [f"{side}_wrist", f"{side}_index", f"{side}_pinky"],
+                _sine(at(f"{side}_index") - wrist, at(f"{side}_pinky") - wrist))
         heel = at(f"{side}_heel")
         # The foot's sagittal plane; its normal points to the body's right in the rest pose.
         normal = np.cross(at(f"{side}_foot_index") - heel, at(f"{side}_ankle") - heel)
         observe(f"{letter}_Ankle", f"{letter}_Ankle", normal, (-1.0, 0.0, 0.0),
-                [f"{side}_heel", f"{side}_ankle", f"{side}_foot_index"])
+                [f"{side}_heel", f"{side}_ankle", f"{side}_foot_index"],
+                _sine(at(f"{side}_foot_index") - heel, at(f"{side}_ankle") - heel))
     observe("Head", "Head", at("left_ear") - at("right_ear"), (1.0, 0.0, 0.0), ["left_ear", "right_ear"])
 
     bad = ~np.isfinite(sides).all(-1)
@@ -216,6 +253,12 @@ def _torso_frame(left_hip: np.ndarray, right_hip: np.ndarray, left_shoulder: np.
     left = _unit(across - (across * up).sum(-1, keepdims=True) * up)
     forward = np.cross(left, up)
     return hips, np.stack([left, up, forward], axis=-1), np.linalg.norm(shoulders - hips, axis=-1)
+
+
+def _sine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T,) sine of the angle between (T, 3) vectors; 0 where either is zero."""
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.linalg.norm(np.cross(a, b), axis=-1) / np.where(norms > 0, norms, np.inf)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

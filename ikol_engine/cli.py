@@ -5,10 +5,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
+import numpy as np
 import torch
 
 from . import __version__
+from .regressors.base import RegressorError
+from .track_solver import SolveOptions
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -30,6 +34,93 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProgressBar:
+    """Progress on stderr: a bar redrawn in place on a terminal, a line per tenth otherwise."""
+
+    _LABELS = {"regress": "keypoints", "solve": "inverse kinematics"}
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.stage: str | None = None
+        self.last_tenth = -1
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            if self.stage is not None and self.live:
+                self.stream.write("\n")
+            self.stage, self.last_tenth = stage, -1
+        fraction = done / total if total else 1.0
+        label = self._LABELS.get(stage, stage)
+        if self.live:
+            filled = int(30 * fraction)
+            self.stream.write(f"\r{label:>18} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+            if done >= total:
+                self.stream.write("\n")
+                self.stage = None
+        elif int(10 * fraction) > self.last_tenth:
+            self.last_tenth = int(10 * fraction)
+            self.stream.write(f"{label}: {done}/{total} ({100 * fraction:.0f}%)\n")
+        self.stream.flush()
+
+
+def _solve_options(args: argparse.Namespace) -> SolveOptions:
+    return SolveOptions(iterations=args.iterations, smoothing=args.smoothing, beta=args.beta, torso=args.torso,
+                        arms=args.arms, legs=args.legs, head=args.head, twist_weight=args.twist_weight,
+                        fov_deg=args.fov, level_floor=not args.no_floor, device=args.device)
+
+
+def _summary(output: str, motion, solution) -> None:
+    valid = solution.valid
+    info = solution.info
+    residual = float(np.mean(motion.residual_mm[valid])) if valid.any() else float("nan")
+    print(f"wrote {output}: {len(valid)} frames at {motion.fps:g} fps, person in {info['detected']}, "
+          f"{info['interpolated']} interpolated, {info['held']} held (not keyed), {info['swapped']} left/right "
+          f"swaps fixed; mean IK residual {residual:.1f} mm; floor {'found' if info['floor'] else 'not found'}")
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .body import BodyModel
+    from .pipeline import AnalyzeOptions, analyze
+
+    options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
+                             model_complexity=args.model_complexity)
+    body = BodyModel(args.body) if args.body else None
+    motion, solution = analyze(args.video, args.output, options, _solve_options(args), body, ProgressBar())
+    _summary(args.output, motion, solution)
+    return 0
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from .body import BodyModel
+    from .pipeline import refine
+
+    body = BodyModel(args.body) if args.body else None
+    output = args.output or args.motion
+    motion, solution = refine(args.motion, output, _solve_options(args), body, ProgressBar())
+    _summary(output, motion, solution)
+    return 0
+
+
+def _add_solve_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SolveOptions()
+    group = parser.add_argument_group("inverse kinematics")
+    group.add_argument("--iterations", type=int, default=defaults.iterations, help="Gauss-Newton steps per pass")
+    group.add_argument("--smoothing", type=float, default=defaults.smoothing,
+                       help="temporal smoothing, 0 (off) to about 3 (default %(default)s)")
+    group.add_argument("--beta", type=float, default=defaults.beta,
+                       help="one-euro speed coefficient: higher keeps fast moves sharper (default %(default)s)")
+    for name in ("torso", "arms", "legs", "head"):
+        group.add_argument(f"--{name}", type=float, default=1.0, help=f"weight of the {name} keypoints")
+    group.add_argument("--twist-weight", type=float, default=defaults.twist_weight,
+                       help="weight of the twist seen in hands, feet and head")
+    group.add_argument("--fov", type=float, default=defaults.fov_deg,
+                       help="camera's horizontal field of view, degrees (default %(default)s)")
+    group.add_argument("--no-floor", action="store_true", help="keep the camera's axes; don't level the floor")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--body", default=None, help="SMPL .pkl or SMPL-layout .npz (default: bundled body)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ikol-engine", description="IKOL Mocap engine: video to SMPL motion.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -38,6 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     info.add_argument("--body", default=None, help="SMPL .pkl or SMPL-layout .npz (default: bundled body)")
     info.set_defaults(run=_info)
+
+    analyze = commands.add_parser("analyze", help="video to motion file")
+    analyze.add_argument("video", help="video file (anything OpenCV reads)")
+    analyze.add_argument("-o", "--output", required=True, help="motion file to write (.npz)")
+    analyze.add_argument("--start", type=float, default=None, help="first second to analyse")
+    analyze.add_argument("--end", type=float, default=None, help="second to stop at")
+    analyze.add_argument("--stride", type=int, default=1, help="analyse every n-th frame")
+    analyze.add_argument("--model-complexity", type=int, choices=(0, 1, 2), default=1,
+                         help="BlazePose model: 0 lite, 1 full (bundled), 2 heavy")
+    _add_solve_arguments(analyze)
+    analyze.set_defaults(run=_analyze)
+
+    refine = commands.add_parser("refine", help="re-solve a motion file's keypoints with new IK settings")
+    refine.add_argument("motion", help="motion file written by analyze")
+    refine.add_argument("-o", "--output", default=None, help="motion file to write (default: replace the input)")
+    _add_solve_arguments(refine)
+    refine.set_defaults(run=_refine)
     return parser
 
 
@@ -45,9 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:  # bad input: say what, no traceback
+    except (ValueError, RegressorError) as error:  # bad input: say what, no traceback
         print(f"ikol-engine: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nikol-engine: interrupted; nothing was written and any earlier result is untouched",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

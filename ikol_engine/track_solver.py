@@ -3,7 +3,9 @@
 This is everything after the network, so that ``refine`` can redo it from a motion
 file's stored keypoints without the video or the regressor. Steps, in order:
 
-1. left/right swaps undone (BlazePose swaps sides in back views), short dropouts
+1. left/right swaps undone, body part by body part (BlazePose swaps sides in back
+   views, and often the legs alone for a few frames), then legs and face checked
+   against the shoulders frame by frame; short dropouts
    interpolated, long ones held and reported;
 2. one-euro filtering (forward and backward: no lag) of the metric keypoints;
 3. IK targets and twist observations from the landmarks (:mod:`.blazepose_targets`);
@@ -27,8 +29,8 @@ import torch
 
 from . import skeleton
 from .blazepose_targets import (
-    LANDMARK_NAMES, LEFT_RIGHT_PAIRS, blazepose_to_targets, blazepose_twist_observations, group_weights,
-    to_world_axes,
+    LANDMARK_NAMES, LEFT_RIGHT_GROUPS, blazepose_to_targets, blazepose_twist_observations, group_weights,
+    swapped_against_torso, to_world_axes,
 )
 from .body import BodyModel
 from .camera import Camera, fit_translation
@@ -48,6 +50,8 @@ Progress = Callable[[str, int, int], None]
 # Frames solved in one batch: large enough to amortise Python overhead, small enough
 # that a ten-minute clip never holds all its normal equations at once.
 _CHUNK = 4096
+# Frames in the running median that removes spikes from observed twist (about 0.23 s at 30 fps).
+_DESPIKE_FRAMES = 7
 # Landmarks that touch the floor when a foot rests.
 _FOOT_LANDMARKS = [LANDMARK_NAMES.index(name) for name in (
     "left_heel", "right_heel", "left_foot_index", "right_foot_index")]
@@ -141,7 +145,7 @@ class Solution:
         local_keypoints: (T, 29, 3) solved, about the hips in camera axes (before root
         motion and floor), and raw_targets: (T, 29, 3) the unfiltered targets in the same
         frame: the pair the benchmark's jitter compares;
-        swapped: (T,) frames whose sides were swapped back; held: (T,) frames in a
+        swapped: (T,) frames where some body part's sides were swapped back; held: (T,) frames in a
         dropout too long to interpolate; info: what the run found (JSON-able).
     """
 
@@ -180,9 +184,16 @@ def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), bo
 
     # 1. Swaps, then dropouts.
     world = to_world_axes(track.keypoints.astype(np.float64))
-    world, confidence, swapped = fix_left_right_swaps(world, track.confidence.astype(np.float64), LEFT_RIGHT_PAIRS,
-                                                      valid=track.detected)
-    image = swap_pairs(track.image.astype(np.float64), LEFT_RIGHT_PAIRS, swapped)
+    confidence, image = track.confidence.astype(np.float64), track.image.astype(np.float64)
+    net = {}  # per body part: frames whose labels end up exchanged
+    for part, pairs in LEFT_RIGHT_GROUPS.items():
+        world, confidence, net[part] = fix_left_right_swaps(world, confidence, pairs, valid=track.detected)
+        image = swap_pairs(image, pairs, net[part])
+    for part in ("legs", "face"):
+        against = swapped_against_torso(world, part) & track.detected
+        world, confidence, image = (swap_pairs(a, LEFT_RIGHT_GROUPS[part], against) for a in (world, confidence, image))
+        net[part] ^= against
+    swapped = np.logical_or.reduce(list(net.values()))
     max_gap = int(round(options.max_gap_s * track.fps))
     world, filled, held = fill_gaps(world, track.detected, max_gap)
     confidence, _, _ = fill_gaps(confidence, track.detected, max_gap)
@@ -280,6 +291,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
     reference = None
     for round_ in range(2):
         twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
+        twist = torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES))
         if round_ == 1 and options.smoothing > 0:
             reference = _smoothed_rotations(pose, fps, options)
         results = chunked(lambda s: solve(
@@ -290,6 +302,22 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
         report("solve", 2 + round_, 3)
     return (pose.numpy(), cat(results, "translation").numpy(), cat(results, "residual").numpy(),
             twist.numpy(), twist_confidence.numpy())
+
+
+def _despike(angles: np.ndarray, window: int) -> np.ndarray:
+    """Running median over time of (T, 23) angles, unwrapped first; -> (T, 23) wrapped.
+
+    A twist seen from a hand or face that flips for a frame or two (an edge-on palm, an
+    occluded ear) would drag the bone round with it; a median drops such spikes and
+    keeps real turns, which last longer than half the window.
+    """
+    if len(angles) < window:
+        return angles
+    unwrapped = np.unwrap(angles.astype(np.float64), axis=0)
+    half = window // 2
+    padded = np.concatenate([unwrapped[:1].repeat(half, 0), unwrapped, unwrapped[-1:].repeat(half, 0)])
+    median = np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
+    return np.arctan2(np.sin(median), np.cos(median)).astype(np.float32)
 
 
 def _smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:

@@ -1,0 +1,93 @@
+"""Video-to-motion speed and smoothness on the sample video (Sports2D's demo clip).
+
+Times each stage alone (decode, BlazePose, everything after it) and the whole
+``analyze`` run, and measures jitter (mean joint acceleration) of the raw keypoints
+against the final motion. Writes benchmarks/results/pipeline.json and pipeline.md.
+
+Usage: python benchmarks/pipeline_benchmark.py [--model-complexity N] [--device auto|cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ikol_engine import __version__, samples
+from ikol_engine.pipeline import AnalyzeOptions, analyze, regress_video
+from ikol_engine.temporal import jitter
+from ikol_engine.track_solver import SolveOptions, solve_keypoints
+from ikol_engine.video import iter_frames, probe
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(run) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = run()
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-complexity", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    video = samples.demo_video()
+    info = probe(video)
+    decode_s, frames = timed(lambda: sum(1 for _ in iter_frames(video)))
+    options = AnalyzeOptions(model_complexity=args.model_complexity)
+    solve_options = SolveOptions(device=args.device)
+    regress_s, track = timed(lambda: regress_video(video, options))  # decode + regressor
+    solve_keypoints(track, solve_options)  # warm-up: body model load, first-call costs
+    solve_s, solution = timed(lambda: solve_keypoints(track, solve_options))
+    with tempfile.TemporaryDirectory() as scratch:
+        total_s, _ = timed(lambda: analyze(video, Path(scratch) / "demo.npz", options, solve_options))
+
+    fps = track.fps
+    raw = jitter(solution.raw_targets[:, :24], fps, solution.valid)
+    final = jitter(solution.local_keypoints[:, :24], fps, solution.valid)
+    stages = {
+        "decode": frames / decode_s,
+        "regressor (with decode)": frames / regress_s,
+        "regressor alone": frames / max(regress_s - decode_s, 1e-9),
+        "after the regressor (IK etc.)": frames / solve_s,
+        "whole analyze": frames / total_s,
+    }
+    result = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "engine": __version__,
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "video": {"name": video.name, "frames": frames, "fps": info.fps, "size": [info.width, info.height]},
+        "model_complexity": args.model_complexity, "device": args.device,
+        "frames_per_s": stages, "ik_share_of_total": solve_s / total_s,
+        "jitter_m_per_s2": {"raw_keypoints": raw, "final_motion": final},
+        "person_frames": int(track.detected.sum()), "mean_residual_mm": float(np.mean(
+            solution.residual_mm[solution.valid])),
+    }
+    for name, value in stages.items():
+        print(f"{name:>30}: {value:8.1f} frames/s")
+    print(f"IK share of the whole run: {100 * solve_s / total_s:.1f}%; jitter raw {raw:.2f} -> final {final:.2f} m/s^2")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2))
+    lines = [f"Machine: {result['machine']['threads']} CPU threads, torch {torch.__version__}, "
+             f"BlazePose complexity {args.model_complexity}; sample: {video.name}, {frames} frames "
+             f"{info.width}x{info.height} at {info.fps:g} fps.", "",
+             "| stage | frames/s |", "|---|---:|"]
+    lines += [f"| {name} | {value:,.1f} |" for name, value in stages.items()]
+    lines += ["", f"IK and everything after the regressor: {100 * solve_s / total_s:.1f}% of the whole run. "
+              f"Jitter (mean joint acceleration): raw keypoints {raw:.2f} m/s^2, final motion {final:.2f} m/s^2. "
+              f"Person in {result['person_frames']} of {frames} frames; mean IK residual "
+              f"{result['mean_residual_mm']:.1f} mm."]
+    (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / 'pipeline.json'} and {RESULTS / 'pipeline.md'}")
+
+
+if __name__ == "__main__":
+    main()

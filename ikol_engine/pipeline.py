@@ -1,0 +1,133 @@
+"""The engine's two jobs: ``analyze`` (video to motion file) and ``refine`` (motion file to motion file).
+
+``analyze`` streams the video through the regressor, then hands the keypoints to
+:mod:`.track_solver`; ``refine`` re-runs only the latter from the keypoints a motion file
+keeps, so changing IK settings never needs the video or the network again. Both write
+their result atomically: an interrupted run leaves any previous file as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__, skeleton
+from .body import BodyModel
+from .ik.solver import default_body
+from .motion import Motion, file_sha256, read_motion, write_motion
+from .regressors import create_regressor
+from .regressors.base import KeypointFrames
+from .track_solver import Keypoints, Progress, Solution, SolveOptions, TrackError, solve_keypoints
+from .video import frame_range, iter_frames, probe
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """What to read from the video and how (the regressor side).
+
+    Attributes:
+        start_s, end_s: the part of the video to analyse, seconds (None: from the
+            start, to the end); stride: analyse every n-th frame.
+        model_complexity: BlazePose's model, 0 (lite), 1 (full, bundled) or 2 (heavy).
+        regressor: which keypoint regressor (see :func:`.regressors.create_regressor`).
+    """
+
+    start_s: float | None = None
+    end_s: float | None = None
+    stride: int = 1
+    model_complexity: int = 1
+    regressor: str = "blazepose"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stride, int) or self.stride < 1:
+            raise ValueError(f"stride must be an integer >= 1, got {self.stride!r}")
+
+
+def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
+                  progress: Progress | None = None) -> Keypoints:
+    """Runs the regressor over the chosen frames of a video, streaming them.
+
+    Raises:
+        VideoError: the video is missing, unreadable or the range is empty.
+        RegressorError: the regressor cannot start (e.g. a missing model file).
+    """
+    report = progress or (lambda stage, done, total: None)
+    info = probe(video)
+    start, end = frame_range(info, options.start_s, options.end_s)
+    total = len(range(start, end, options.stride))
+    parts: list[KeypointFrames] = []
+    indices: list[int] = []
+    report("regress", 0, total)
+    with create_regressor(options.regressor, model_complexity=options.model_complexity) as regressor:
+        for frame in iter_frames(video, start, end, options.stride):
+            parts.append(regressor([frame.image]))
+            indices.append(frame.index)
+            report("regress", len(indices), total)
+    frames = KeypointFrames.concatenate(parts)
+    return Keypoints(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
+                     image=frames.image_keypoints, detected=frames.detected,
+                     frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
+                     image_size=(info.width, info.height))
+
+
+def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
+            solve_options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
+            progress: Progress | None = None) -> tuple[Motion, Solution]:
+    """Video to motion file: regress, solve, write atomically; returns what it wrote."""
+    video = Path(video)
+    track = regress_video(video, options, progress)
+    solution = solve_keypoints(track, solve_options, body, progress)
+    run = {"analyze": dataclasses.asdict(options), "solve": dataclasses.asdict(solve_options),
+           "image_size": list(track.image_size), "result": solution.info}
+    motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
+                     source_video=video.name, source_sha256=file_sha256(video))
+    write_motion(output, motion)
+    return motion, solution
+
+
+def refine(source: str | Path, output: str | Path, solve_options: SolveOptions = SolveOptions(),
+           body: BodyModel | None = None, progress: Progress | None = None) -> tuple[Motion, Solution]:
+    """Re-solves a motion file's stored keypoints with new settings; writes atomically.
+
+    ``output`` may be ``source`` itself: the old file stays whole until the new one is
+    complete.
+    """
+    old = read_motion(source)
+    image_size = old.options.get("image_size")
+    if not (isinstance(image_size, list) and len(image_size) == 2):
+        raise TrackError(f"{source}: the motion file does not record the video's image size; analyse again")
+    confidence = old.regressor_confidence
+    track = Keypoints(names=tuple(str(n) for n in old.regressor_keypoint_names), keypoints=old.regressor_keypoints,
+                      confidence=confidence, image=old.image_keypoints, detected=confidence.sum(axis=1) > 0,
+                      frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])))
+    solution = solve_keypoints(track, solve_options, body, progress)
+    run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
+    motion = _motion(track, solution, body or default_body(), run, regressor_name=old.regressor_name,
+                     source_video=old.source_video, source_sha256=old.source_sha256)
+    write_motion(output, motion)
+    return motion, solution
+
+
+def _regressor_name(options: AnalyzeOptions) -> str:
+    return f"{options.regressor}-complexity{options.model_complexity}"
+
+
+def _motion(track: Keypoints, solution: Solution, body: BodyModel, run: dict[str, Any], *, regressor_name: str,
+            source_video: str, source_sha256: str) -> Motion:
+    betas = torch.from_numpy(solution.betas)[None]
+    identity = torch.eye(3).expand(1, skeleton.NUM_JOINTS, 3, 3)
+    mesh = body.vertices(identity, betas, torch.zeros(1, 3))[0].detach().numpy()
+    return Motion(
+        fps=track.fps, frame_indices=track.frame_indices, joint_names=np.array(skeleton.JOINT_NAMES),
+        parents=np.array(skeleton.PARENTS), rest_joints=body.rest_joints(betas)[0].numpy(), betas=solution.betas,
+        mesh_vertices=mesh, mesh_faces=body.faces.astype(np.int64), skin_weights=body.skin_weights,
+        rotations=solution.rotations, translation=solution.translation, valid=solution.valid,
+        residual_mm=solution.residual_mm, targets=solution.targets, target_confidence=solution.target_confidence,
+        twist=solution.twist, twist_confidence=solution.twist_confidence, regressor_name=regressor_name,
+        regressor_keypoint_names=np.array(track.names), regressor_keypoints=track.keypoints,
+        regressor_confidence=track.confidence, image_keypoints=track.image, options=run,
+        source_video=source_video, source_sha256=source_sha256, engine_version=__version__)

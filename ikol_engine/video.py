@@ -1,0 +1,222 @@
+"""Streamed video input through OpenCV: probe a file, turn seconds into frames, iterate frames.
+
+Frames come out one at a time as RGB ``uint8`` arrays, so a long clip never sits in memory.
+Times are on the constant-rate grid ``index / fps``: the motion file keys frames by index,
+and variable-frame-rate timestamps are not followed.
+
+Truncated or short files
+------------------------
+Containers often state a frame count the decoder does not reach (estimated from the
+duration, or a file cut off mid-write), and OpenCV cannot tell a decoding error from the
+end of the stream: both make ``grab()`` return False. :func:`iter_frames` therefore reads
+until the decoder stops rather than until the stated count, and treats an early stop as
+the end of the video. It raises :class:`VideoError` only when a requested non-empty range
+yields no frame at all, or when a frame that was grabbed cannot be converted. A cut-off
+file thus reads as its decodable prefix; the last :attr:`Frame.index` shows how far it got.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = ["Frame", "VideoError", "VideoInfo", "frame_range", "iter_frames", "probe"]
+
+
+class VideoError(ValueError):
+    """A video file is missing, unreadable or unsuitable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video.
+
+    Attributes:
+        path: the file.
+        width, height: frame size in pixels.
+        fps: frames per second stated by the container.
+        frame_count: frames stated by the container (may be an estimate, see the module
+            docstring); counted by decoding only where the container states none.
+        duration_s: ``frame_count / fps``.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: frame number in the source video (0-based, counting every frame).
+        time_s: ``index / fps``.
+        image: (H, W, 3) uint8, RGB.
+    """
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture, float]:
+    """Open ``path`` for decoding and return it with its capture and frame rate.
+
+    The file checks come first because OpenCV reports every failure the same way
+    (``isOpened()`` False) and the user needs to know which one it was.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"video file {path} does not exist")
+    if path.is_dir():
+        raise VideoError(f"video path {path} is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"video file {path} is empty (0 bytes)")
+    # FFmpeg explicitly: other backends (GStreamer, image sequences) read paths differently.
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path} is not a video OpenCV can open (unknown format or corrupt)")
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    if not math.isfinite(fps) or fps <= 0:
+        capture.release()
+        # Guessing a rate would silently stretch or squash the motion in time.
+        raise VideoError(
+            f"video file {path} states no usable frame rate (fps = {fps}); "
+            "re-encode or remux it with an explicit frame rate"
+        )
+    return path, capture, fps
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a video's size, frame rate and length, and check that a first frame decodes.
+
+    Raises:
+        VideoError: the path does not exist, is a directory or an empty file; OpenCV cannot
+            open it or decode its first frame; or it states no usable frame rate.
+    """
+    path, capture, fps = _open(path)
+    try:
+        if not capture.grab():
+            raise VideoError(
+                f"video file {path} opens but no frame decodes (corrupt or empty stream)"
+            )
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if frame_count <= 0:
+            # Raw streams (e.g. bare MJPEG) carry no count; counting is exact, if slow.
+            frame_count = 1
+            while capture.grab():
+                frame_count += 1
+    finally:
+        capture.release()
+    return VideoInfo(path, width, height, fps, frame_count, frame_count / fps)
+
+
+def frame_range(info: VideoInfo, start_s: float | None, end_s: float | None) -> tuple[int, int]:
+    """Turn a time span in seconds into the frames ``[start_frame, end_frame)`` it covers.
+
+    Times round to the nearest frame. ``None`` means the start or the end of the video; an
+    end past the video is clamped to its (stated) frame count.
+
+    Raises:
+        ValueError: a time is negative or not finite, ``start_s >= end_s``, or the span is
+            too short to hold a frame.
+        VideoError: ``start_s`` lies at or beyond the end of the video.
+    """
+    for label, value in (("start", start_s), ("end", end_s)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{label} time must be a finite number of seconds >= 0, got {value}")
+    if start_s is not None and end_s is not None and start_s >= end_s:
+        raise ValueError(f"start time {start_s} s must come before end time {end_s} s")
+    start = 0 if start_s is None else round(start_s * info.fps)
+    if start >= info.frame_count:
+        raise VideoError(
+            f"start time {start_s} s is beyond the end of {info.path} "
+            f"({info.duration_s:.3f} s, {info.frame_count} frames at {info.fps:g} fps)"
+        )
+    end = info.frame_count if end_s is None else min(round(end_s * info.fps), info.frame_count)
+    if end <= start:
+        raise ValueError(
+            f"time span {start_s}-{end_s} s holds no frame of {info.path} at {info.fps:g} fps"
+        )
+    return start, end
+
+
+def iter_frames(
+    path: str | Path, start_frame: int = 0, end_frame: int | None = None, stride: int = 1
+) -> Iterator[Frame]:
+    """Decode frames ``start_frame, start_frame + stride, ...`` below ``end_frame``, one at a time.
+
+    Frames are skipped with ``grab()`` rather than seeking: seeking by frame number lands
+    on the wrong frame for many codecs, and grabbing skips the colour conversion. The
+    arguments and the file are checked, and the file opened, when this is called (so
+    mistakes surface at once, not at the first frame); the capture is released when the
+    iterator is exhausted, closed or garbage-collected.
+
+    Args:
+        path: the video file.
+        start_frame: first frame wanted (>= 0).
+        end_frame: stop before this frame; ``None`` reads to the end of the stream.
+        stride: yield every ``stride``-th frame (>= 1).
+
+    Yields:
+        :class:`Frame` with a (H, W, 3) uint8 RGB image; the previous frame's array is not
+        reused, so a caller may keep frames it needs.
+
+    Raises:
+        ValueError: negative start, stride < 1, or ``end_frame < start_frame``.
+        VideoError: the file cannot be opened (see :func:`probe`), a non-empty range yields
+            no frame, or a grabbed frame cannot be retrieved. An early end of the stream
+            after at least one frame is not an error (see the module docstring).
+    """
+    if start_frame < 0:
+        raise ValueError(f"start_frame must be >= 0, got {start_frame}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if end_frame is not None and end_frame < start_frame:
+        raise ValueError(f"end_frame {end_frame} comes before start_frame {start_frame}")
+    path, capture, fps = _open(path)
+    return _frames(path, capture, fps, start_frame, end_frame, stride)
+
+
+def _frames(
+    path: Path,
+    capture: cv2.VideoCapture,
+    fps: float,
+    start_frame: int,
+    end_frame: int | None,
+    stride: int,
+) -> Iterator[Frame]:
+    """The generator behind :func:`iter_frames`, over an opened capture it releases."""
+    try:
+        grabbed = 0  # frames grabbed so far, i.e. the index of the next one grab() reads
+        wanted = start_frame
+        while end_frame is None or wanted < end_frame:
+            while grabbed <= wanted and capture.grab():
+                grabbed += 1
+            if grabbed <= wanted:
+                if wanted == start_frame:
+                    raise VideoError(
+                        f"no frame of {path} decodes from frame {start_frame} on: the stream "
+                        f"ends or breaks after {grabbed} frame(s)"
+                    )
+                return
+            ok, bgr = capture.retrieve()
+            if not ok:
+                raise VideoError(f"frame {wanted} of {path} was read but could not be decoded")
+            # In place: a second full-size buffer per frame would double the peak memory.
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+            yield Frame(wanted, wanted / fps, image)
+            wanted += stride
+    finally:
+        capture.release()

@@ -1,0 +1,100 @@
+"""End to end on real video: Sports2D's demo clip (a person jumps off a box) to a motion file.
+
+The clip is fetched once from the sports2d wheel on PyPI and cached. The first 5.3 s
+are used: after that a second person walks through the frame and BlazePose, which
+follows one person, switches to them.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ikol_engine import samples, skeleton
+from ikol_engine.motion import read_motion
+from ikol_engine.pipeline import AnalyzeOptions, analyze, refine
+from ikol_engine.track_solver import SolveOptions
+
+END_S = 5.3
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    output = tmp_path_factory.mktemp("motion") / "demo.npz"
+    motion, solution = analyze(samples.demo_video(), output, AnalyzeOptions(end_s=END_S), SolveOptions(device="cpu"))
+    return output, motion, solution
+
+
+def test_person_found_and_file_complete(analysed) -> None:
+    output, motion, solution = analysed
+    frames = len(motion.valid)
+    assert frames == int(END_S * 30)
+    assert solution.info["detected"] >= 0.9 * frames
+    assert motion.valid.sum() >= 0.9 * frames
+    again = read_motion(output)
+    assert np.array_equal(again.rotations, motion.rotations)
+    assert again.source_sha256 == motion.source_sha256 and len(again.source_sha256) == 64
+    assert again.options["analyze"]["end_s"] == END_S
+
+
+def test_rigid_skeleton_continuous_rotations_no_side_swaps(analysed) -> None:
+    _, motion, solution = analysed
+    valid = motion.valid
+    keypoints = solution.keypoints[valid]
+    bones = np.linalg.norm(keypoints[:, 1:24] - keypoints[:, list(skeleton.PARENTS[1:])], axis=-1)
+    assert bones.std(axis=0).max() < 1e-4  # metres: one skeleton for the whole clip
+    both = valid[1:] & valid[:-1]
+    dots = (motion.rotations[1:] * motion.rotations[:-1]).sum(-1)[both]
+    assert (dots >= 0).all()  # keys never flip hemisphere
+    turn = np.degrees(2 * np.arccos(np.clip(dots, 0, 1)))
+    # No flips: no joint turns by 120 degrees or more between frames, and 99% of the
+    # frame-to-frame changes stay under 90 (hands and feet landing from the jump are fast).
+    assert turn.max() < 120.0, turn.max()
+    assert np.percentile(turn, 99) < 90.0
+    assert np.median(turn) < 3.0
+    # Sides never trade places in the result: the shoulder and hip lines keep pointing
+    # the same way from frame to frame, and the hips agree with the shoulders.
+    for left, right in (("L_Shoulder", "R_Shoulder"), ("L_Hip", "R_Hip")):
+        line = solution.keypoints[:, skeleton.JOINT_NAMES.index(left)] - solution.keypoints[:, skeleton.JOINT_NAMES.index(right)]
+        assert ((line[1:] * line[:-1]).sum(-1)[both] > 0).all(), left
+
+
+def test_root_travels_and_fits_its_keypoints(analysed) -> None:
+    _, motion, solution = analysed
+    valid = motion.valid
+    travel = np.ptp(motion.translation[valid], axis=0)
+    assert np.linalg.norm(travel) > 0.5, travel  # jumping off the box moves the body
+    assert motion.residual_mm[valid].mean() < 30.0
+    assert solution.info["floor"] is not None
+    feet = solution.keypoints[valid][:, [skeleton.KEYPOINT_NAMES.index(n) for n in ("L_Ankle", "R_Ankle", "L_BigToe", "R_BigToe")], 1]
+    assert abs(np.median(feet.min(axis=1))) < 0.1  # standing on the levelled floor
+
+
+def test_refine_rewrites_from_stored_keypoints(analysed, tmp_path: Path) -> None:
+    output, motion, _ = analysed
+    refined, solution = refine(output, tmp_path / "refined.npz", SolveOptions(iterations=2, smoothing=0.0, device="cpu"))
+    assert np.array_equal(refined.regressor_keypoints, motion.regressor_keypoints)
+    assert refined.options["solve"]["iterations"] == 2 and refined.options["solve"]["smoothing"] == 0.0
+    assert not np.allclose(refined.rotations, motion.rotations)
+    assert refined.residual_mm[refined.valid].mean() < 30.0
+
+
+def test_cli_analyze_and_refine_and_errors(analysed, tmp_path: Path) -> None:
+    output, _, _ = analysed
+    command = [sys.executable, "-m", "ikol_engine.cli"]
+    done = subprocess.run(command + ["refine", str(output), "-o", str(tmp_path / "r.npz"), "--iterations", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "inverse kinematics" in done.stderr
+    missing = subprocess.run(command + ["analyze", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x.npz")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "nope.mp4" in missing.stderr and "Traceback" not in missing.stderr
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 100)
+    bad = subprocess.run(command + ["analyze", str(broken), "-o", str(tmp_path / "x.npz")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "broken.mp4" in bad.stderr
+    assert not (tmp_path / "x.npz").exists()

@@ -50,6 +50,7 @@ Progress = Callable[[str, int, int], None]
 # Frames solved in one batch: large enough to amortise Python overhead, small enough
 # that a ten-minute clip never holds all its normal equations at once.
 _CHUNK = 4096
+_SEED_ITERATIONS = 2
 # Frames in the running median that removes spikes from observed twist (about 0.23 s at 30 fps).
 _DESPIKE_FRAMES = 7
 # Landmarks that touch the floor when a foot rests.
@@ -276,7 +277,10 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
     side_confidence = torch.from_numpy(observations.confidence).float() * options.twist_weight
     rest_sides = torch.from_numpy(observations.rest_sides).float()
     carriers = torch.from_numpy(observations.carriers)
-    kwargs = dict(betas=betas, iterations=options.iterations, body=body, device=options.device)
+    kwargs = dict(betas=betas, body=body, device=options.device)
+    # The first two passes only seed the twist estimate: a couple of steps get them
+    # close enough, and the last pass, warm-started, spends the full count.
+    seeding = min(options.iterations, _SEED_ITERATIONS)
 
     def chunked(run: Callable[[slice], Any]) -> list[Any]:
         return [run(slice(i, i + _CHUNK)) for i in range(0, len(t), _CHUNK)]
@@ -284,7 +288,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
     def cat(results, field: str) -> torch.Tensor:
         return torch.cat([getattr(r, field) for r in results])
 
-    first = chunked(lambda s: solve(t[s], c[s], **kwargs))
+    first = chunked(lambda s: solve(t[s], c[s], iterations=seeding, **kwargs))
     pose = cat(first, "rotations")
     report("solve", 1, 3)
     offsets_b = offsets.expand(len(t), -1, -1)
@@ -297,7 +301,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
         results = chunked(lambda s: solve(
             t[s], c[s], twist=twist[s], twist_confidence=twist_confidence[s], init=pose[s],
             reference=None if reference is None else reference[s], reference_weight=options.reference_weight,
-            **kwargs))
+            iterations=seeding if round_ == 0 else options.iterations, **kwargs))
         pose = cat(results, "rotations")
         report("solve", 2 + round_, 3)
     return (pose.numpy(), cat(results, "translation").numpy(), cat(results, "residual").numpy(),

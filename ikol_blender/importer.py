@@ -1,0 +1,138 @@
+"""Motion file to a keyframed SMPL rig in a Blender scene.
+
+Timing: Blender frame = source video frame index + 1, so the video's first frame is
+Blender's frame 1 and the keys stay in step with the video used as a reference
+(a clip that starts later in the video starts later on the timeline). The scene's
+frame range becomes the motion's first to last frame and its rate the video's, as
+``render.fps / render.fps_base`` (29.97 = 30 / 1.001).
+
+Only valid frames are keyed; frames where no person was solved stay unkeyed, so the
+rig interpolates across them. The per-frame IK residual (mm) is keyed on the same
+frames as the custom property ``ikol_residual_mm`` of the armature object, where the
+Graph Editor shows bad stretches at a glance.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import bone_space, keyframes, rig
+from .engine_link import Motion, read_motion
+
+RESIDUAL_PROPERTY = "ikol_residual_mm"
+MOTION_PROPERTY = "ikol_motion"
+_RESIDUAL_GROUP = "IKOL"
+
+
+def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_path: str | Path, *,
+                  name: str | None = None) -> bpy.types.Object:
+    """Builds a rig for a motion file, keys it, and returns the armature object.
+
+    A new Action named after the video (``motion.source_video`` without extension) is
+    created; existing objects and actions are left as they are. The new armature ends up
+    active and selected. The scene's frame rate and range are set to the motion's.
+    If anything fails, everything created is removed and the scene settings are left
+    unchanged before the error propagates.
+
+    Args:
+        context_or_scene: the context (its scene and view layer) or a scene (its first
+            view layer, or the context's if it is the context's scene).
+        motion_path: an ``.npz`` motion file.
+        name: name of the armature object; default the video's name.
+    Returns:
+        The armature object.
+    Raises:
+        MotionFileError: the file is missing or malformed.
+        ValueError: the motion has no valid frame.
+    """
+    scene, view_layer = _scene_and_view_layer(context_or_scene)
+    motion_path = Path(motion_path).resolve()
+    motion = read_motion(motion_path)
+    if not motion.valid.any():
+        raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to import")
+    title = Path(motion.source_video).stem or motion_path.stem
+    _leave_edit_modes(scene, view_layer)
+    previous_active = view_layer.objects.active
+    created: list[bpy.types.ID] = []
+    try:
+        built = rig.build_rig(motion, name or title, scene.collection, view_layer, created)
+        armature = built.armature
+        armature[MOTION_PROPERTY] = str(motion_path)
+        action = keyframes.new_action(armature, title)
+        created.append(action)
+        keyframes.write_keys(armature, action, _channels(armature, motion))
+        _set_timing(scene, motion)
+    except BaseException:
+        _remove(created)
+        view_layer.objects.active = previous_active
+        raise
+    view_layer.objects.active = armature
+    armature.select_set(True, view_layer=view_layer)
+    return armature
+
+
+def blender_frames(frame_indices: np.ndarray) -> np.ndarray:
+    """(T,) Blender frame of each motion frame: the source video frame index + 1."""
+    return np.asarray(frame_indices) + 1
+
+
+def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Channel]:
+    """The F-Curves of a motion: 4 per bone rotation, 3 for the root location, the residual."""
+    names = [str(n) for n in motion.joint_names]
+    valid = motion.valid
+    frames = blender_frames(motion.frame_indices[valid])
+    # The bones' stored rest frames (float32) rather than recomputed ones, so keys match
+    # exactly the armature Blender evaluates.
+    quaternions, location = bone_space.pose_from_smpl(motion.rotations[valid], motion.translation[valid],
+                                                      rig.rest_orientations(armature, names))
+    armature[RESIDUAL_PROPERTY] = float(motion.residual_mm[valid][0])
+    armature.id_properties_ui(RESIDUAL_PROPERTY).update(
+        description="IKOL: mean distance of the fitted keypoints from the IK targets, mm")
+    channels = []
+    for joint, bone in enumerate(names):
+        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]'
+        channels += [keyframes.Channel(f"{path}.rotation_quaternion", axis, bone, frames, quaternions[:, joint, axis])
+                     for axis in range(4)]
+        if motion.parents[joint] < 0:
+            channels += [keyframes.Channel(f"{path}.location", axis, bone, frames, location[:, axis])
+                         for axis in range(3)]
+    channels.append(keyframes.Channel(f'["{RESIDUAL_PROPERTY}"]', 0, _RESIDUAL_GROUP, frames,
+                                      motion.residual_mm[valid]))
+    return channels
+
+
+def _set_timing(scene: bpy.types.Scene, motion: Motion) -> None:
+    frames = blender_frames(motion.frame_indices)
+    rate = max(1, round(motion.fps))
+    scene.render.fps = rate
+    scene.render.fps_base = rate / motion.fps
+    scene.frame_start = int(frames.min())
+    scene.frame_end = int(frames.max())
+
+
+def _scene_and_view_layer(context_or_scene: bpy.types.Context | bpy.types.Scene,
+                          ) -> tuple[bpy.types.Scene, bpy.types.ViewLayer]:
+    if isinstance(context_or_scene, bpy.types.Scene):
+        scene = context_or_scene
+        if bpy.context.scene == scene and bpy.context.view_layer is not None:
+            return scene, bpy.context.view_layer
+        return scene, scene.view_layers[0]
+    return context_or_scene.scene, context_or_scene.view_layer
+
+
+def _leave_edit_modes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> None:
+    """Back to Object Mode (as Blender's importers do) so the rig's bones can be made."""
+    active = view_layer.objects.active
+    if active is not None and active.mode != "OBJECT":
+        with bpy.context.temp_override(scene=scene, view_layer=view_layer):
+            bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def _remove(created: list[bpy.types.ID]) -> None:
+    """Removes IDs newest first, so objects go before the data they use."""
+    stores = {"OBJECT": bpy.data.objects, "ARMATURE": bpy.data.armatures, "MESH": bpy.data.meshes,
+              "ACTION": bpy.data.actions}
+    for data_block in reversed(created):
+        stores[data_block.id_type].remove(data_block)

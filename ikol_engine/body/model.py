@@ -99,8 +99,11 @@ class BodyModel:
         Returns:
             (B, V, 3) vertices.
         """
-        smpl = self.smpl.to(rotations.device, rotations.dtype)
-        betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[-1]))
-        out = smpl(betas=betas, global_orient=rotations[:, :1], body_pose=rotations[:, 1:],
-                   transl=translation, pose2rot=False)
-        return out.vertices
+        # The cached module stays float32 (Module.to works in place, and it is shared):
+        # inputs are cast to it and the result back.
+        smpl = self.smpl.to(rotations.device)
+        f32 = dict(dtype=torch.float32)
+        betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[-1])).to(**f32)
+        out = smpl(betas=betas, global_orient=rotations[:, :1].to(**f32), body_pose=rotations[:, 1:].to(**f32),
+                   transl=translation.to(**f32), pose2rot=False)
+        return out.vertices.to(rotations.dtype)

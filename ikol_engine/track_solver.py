@@ -38,7 +38,7 @@ from .ground import fit_ground
 from .ik import fit_shape, solve
 from .ik.solver import default_body
 from .ik.twist_estimate import estimate_twist
-from .kinematics import forward_kinematics, rest_offsets
+from .kinematics import rest_offsets
 from .temporal import (
     OneEuroParams, fill_gaps, fix_left_right_swaps, gap_runs, one_euro_forward_backward, quaternion_continuity,
     swap_pairs,
@@ -223,7 +223,7 @@ def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), bo
     report("solve", 0, 3)
     offsets = rest_offsets(body.rest_keypoints(betas[None]), SMPL_TREE)[0]
     solved = _solve_passes(targets, weighted, observations, betas, offsets, options, body, track.fps, report)
-    rotations, ik_translation, residual, twist, twist_confidence = solved
+    rotations, ik_translation, residual, local_keypoints, twist, twist_confidence = solved
 
     # 5. Root motion and floor (from the filtered landmarks and their pixels).
     camera = Camera(*track.image_size, fov_deg=options.fov_deg)
@@ -234,7 +234,6 @@ def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), bo
     if params is not None:
         # Depth from apparent size is the noisiest axis; smooth the placement like the pose.
         offset = one_euro_forward_backward(offset, track.fps, params)
-    local_keypoints = _forward(rotations, ik_translation, offsets)
     translation = ik_translation + offset
     keypoints = local_keypoints + offset[:, None]
     targets = targets + offset[:, None]
@@ -269,8 +268,8 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
                   report: Progress) -> tuple[np.ndarray, ...]:
     """Three IK passes over all frames (see the module docstring, step 4).
 
-    Returns rotations (T, 24, 3, 3), translation (T, 3), residual (T,) m, twist and its
-    confidence (T, 23), as numpy.
+    Returns rotations (T, 24, 3, 3), translation (T, 3), residual (T,) m, the solved
+    keypoints (T, 29, 3), twist and its confidence (T, 23), as numpy.
     """
     t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
     sides = torch.from_numpy(observations.sides).float()
@@ -305,7 +304,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
         pose = cat(results, "rotations")
         report("solve", 2 + round_, 3)
     return (pose.numpy(), cat(results, "translation").numpy(), cat(results, "residual").numpy(),
-            twist.numpy(), twist_confidence.numpy())
+            cat(results, "keypoints").numpy(), twist.numpy(), twist_confidence.numpy())
 
 
 def _despike(angles: np.ndarray, window: int) -> np.ndarray:
@@ -329,13 +328,6 @@ def _smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptio
     quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
     smooth = one_euro_forward_backward(quat, fps, options.filter_params())
     return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))
-
-
-def _forward(rotations: np.ndarray, translation: np.ndarray, offsets: torch.Tensor) -> np.ndarray:
-    r = torch.from_numpy(rotations).float()
-    _, keypoints = forward_kinematics(r, offsets.expand(len(r), -1, -1), torch.from_numpy(translation).float(),
-                                      SMPL_TREE)
-    return keypoints.numpy()
 
 
 def _quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .engine_link import quaternion_continuity
+
 AXIS_CHANGE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """(3, 3) SMPL y-up axes to Blender z-up axes: a +90 degree rotation about x."""
 _AXIS_CHANGE_QUATERNION = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0])
@@ -140,11 +142,8 @@ def continuous_hemisphere(quaternions: np.ndarray) -> np.ndarray:
     quaternions = np.asarray(quaternions, dtype=np.float64)
     if len(quaternions) == 0:
         return quaternions.copy()
-    steps = np.where((quaternions[1:] * quaternions[:-1]).sum(axis=-1) < 0.0, -1.0, 1.0)
     first = np.where(quaternions[:1, :, 0] < 0.0, -1.0, 1.0)
-    # Each frame's sign is the product of all flips up to it, so it follows the flipped predecessor.
-    signs = np.cumprod(np.concatenate([first, steps]), axis=0)
-    return quaternions * signs[..., None]
+    return quaternion_continuity(quaternions * first[..., None])
 
 
 def smpl_fk(rest_joints: np.ndarray, parents: np.ndarray, rotations: np.ndarray,

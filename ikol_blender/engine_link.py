@@ -1,22 +1,24 @@
-"""The one place the extension imports engine code: the numpy-only motion file module.
+"""The one place the extension imports engine code: numpy-only engine modules.
 
 An installed extension carries the engine in ``vendor/`` (see ``build_addon.py``); a
-source checkout has it installed beside. Only :mod:`ikol_engine.motion` is used here
-(numpy and the standard library), so Blender's Python never needs torch.
+source checkout has it installed beside. Only :mod:`ikol_engine.motion` and
+:mod:`ikol_engine.temporal` are used here (numpy and the standard library), so
+Blender's Python never needs torch.
 """
 from __future__ import annotations
 
 try:
-    from .vendor.ikol_engine import motion
+    from .vendor.ikol_engine import motion, temporal
 except ModuleNotFoundError as error:
     # Only a missing vendor folder means "source checkout"; a vendored engine that fails
     # to import for another reason must say so.
     if error.name not in (f"{__package__}.vendor", f"{__package__}.vendor.ikol_engine"):
         raise
-    from ikol_engine import motion
+    from ikol_engine import motion, temporal
 
 Motion = motion.Motion
 MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
+quaternion_continuity = temporal.quaternion_continuity
 
-__all__ = ["Motion", "MotionFileError", "read_motion"]
+__all__ = ["Motion", "MotionFileError", "quaternion_continuity", "read_motion"]

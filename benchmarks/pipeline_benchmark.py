@@ -2,13 +2,15 @@
 
 Times each stage alone (decode, BlazePose, everything after it) and the whole
 ``analyze`` run, and measures jitter (mean joint acceleration) of the raw keypoints
-against the final motion. Writes benchmarks/results/pipeline.json and pipeline.md.
+against the final motion, and ``refine`` of a 1,000-frame motion file (the sample's,
+played back and forth). Writes benchmarks/results/pipeline.json and pipeline.md.
 
 Usage: python benchmarks/pipeline_benchmark.py [--model-complexity N] [--device auto|cpu|cuda]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -19,18 +21,40 @@ import numpy as np
 import torch
 
 from ikol_engine import __version__, samples
-from ikol_engine.pipeline import AnalyzeOptions, analyze, regress_video
+from ikol_engine.motion import Motion, read_motion, write_motion
+from ikol_engine.pipeline import AnalyzeOptions, analyze, refine, regress_video
 from ikol_engine.temporal import jitter
 from ikol_engine.track_solver import SolveOptions, solve_keypoints
 from ikol_engine.video import iter_frames, probe
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REFINE_FRAMES = 1000
+REFINE_RUNS = 5
+_PER_FRAME = ("frame_indices", "rotations", "translation", "valid", "residual_mm", "targets", "target_confidence",
+              "twist", "twist_confidence", "regressor_keypoints", "regressor_confidence", "image_keypoints")
 
 
 def timed(run) -> tuple[float, object]:
     start = time.perf_counter()
     value = run()
     return time.perf_counter() - start, value
+
+
+def lengthened(motion: Motion, frames: int) -> Motion:
+    """The motion played forwards and backwards until it has ``frames`` frames (no jumps)."""
+    count = len(motion.valid)
+    cycle = np.concatenate([np.arange(count), np.arange(count - 2, 0, -1)])
+    order = np.resize(cycle, frames)
+    arrays = {name: getattr(motion, name)[order] for name in _PER_FRAME}
+    arrays["frame_indices"] = np.arange(frames)
+    return dataclasses.replace(motion, **arrays)
+
+
+def time_refine(motion_path: Path, scratch: Path, solve_options: SolveOptions) -> list[float]:
+    """Seconds per ``refine`` (read, solve, write) of a REFINE_FRAMES-frame file, after a warm-up."""
+    long_path = write_motion(scratch / "long.npz", lengthened(read_motion(motion_path), REFINE_FRAMES))
+    refine(long_path, scratch / "refined.npz", solve_options)
+    return [timed(lambda: refine(long_path, scratch / "refined.npz", solve_options))[0] for _ in range(REFINE_RUNS)]
 
 
 def main() -> None:
@@ -49,6 +73,7 @@ def main() -> None:
     solve_s, solution = timed(lambda: solve_keypoints(track, solve_options))
     with tempfile.TemporaryDirectory() as scratch:
         total_s, _ = timed(lambda: analyze(video, Path(scratch) / "demo.npz", options, solve_options))
+        refine_s = time_refine(Path(scratch) / "demo.npz", Path(scratch), solve_options)
 
     fps = track.fps
     raw = jitter(solution.raw_targets[:, :24], fps, solution.valid)
@@ -68,12 +93,16 @@ def main() -> None:
         "model_complexity": args.model_complexity, "device": args.device,
         "frames_per_s": stages, "ik_share_of_total": solve_s / total_s,
         "jitter_m_per_s2": {"raw_keypoints": raw, "final_motion": final},
+        "refine_s": {"frames": REFINE_FRAMES, "runs": refine_s, "median": float(np.median(refine_s)),
+                     "max": max(refine_s)},
         "person_frames": int(track.detected.sum()), "mean_residual_mm": float(np.mean(
             solution.residual_mm[solution.valid])),
     }
     for name, value in stages.items():
         print(f"{name:>30}: {value:8.1f} frames/s")
     print(f"IK share of the whole run: {100 * solve_s / total_s:.1f}%; jitter raw {raw:.2f} -> final {final:.2f} m/s^2")
+    print(f"refine of {REFINE_FRAMES} frames: median {np.median(refine_s):.2f} s, slowest {max(refine_s):.2f} s "
+          f"of {REFINE_RUNS}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2))
     lines = [f"Machine: {result['machine']['threads']} CPU threads, torch {torch.__version__}, "
@@ -84,7 +113,9 @@ def main() -> None:
     lines += ["", f"IK and everything after the regressor: {100 * solve_s / total_s:.1f}% of the whole run. "
               f"Jitter (mean joint acceleration): raw keypoints {raw:.2f} m/s^2, final motion {final:.2f} m/s^2. "
               f"Person in {result['person_frames']} of {frames} frames; mean IK residual "
-              f"{result['mean_residual_mm']:.1f} mm."]
+              f"{result['mean_residual_mm']:.1f} mm.", "",
+              f"`refine` of a {REFINE_FRAMES}-frame motion file (read, solve, write): median "
+              f"{np.median(refine_s):.2f} s, slowest {max(refine_s):.2f} s of {REFINE_RUNS} runs."]
     (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'pipeline.json'} and {RESULTS / 'pipeline.md'}")
 

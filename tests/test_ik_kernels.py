@@ -55,7 +55,9 @@ def test_normal_equations_match_finite_difference_jacobian(body, generator):
     for column in range(dofs):
         delta = torch.zeros(batch, dofs, dtype=F64)
         delta[:, column] = eps
-        moved = rotations @ roma.rotvec_to_rotmat(delta[:, :-3].reshape(batch, -1, 3))
+        # A world-frame turn of G_a is the local turn G_a^T delta of R_a.
+        local = (globals_.transpose(-1, -2) @ delta[:, :-3].reshape(batch, -1, 3, 1))[..., 0]
+        moved = rotations @ roma.rotvec_to_rotmat(local)
         _, shifted = forward_kinematics(moved, offsets, translation + delta[:, -3:], SMPL_TREE)
         jacobian[..., column] = ((shifted - positions) / eps).reshape(batch, -1)
     w = weights.repeat_interleave(3, dim=1)
@@ -63,7 +65,7 @@ def test_normal_equations_match_finite_difference_jacobian(body, generator):
     expected_gradient = jacobian.transpose(1, 2) @ (w * (positions - targets).reshape(batch, -1))[..., None]
 
     layout = smpl_layout(torch.device("cpu"))
-    blocks, gradient = keypoint_normal_equations(globals_, positions, positions - targets, weights, SMPL_TREE, layout)
+    blocks, gradient = keypoint_normal_equations(positions, positions - targets, weights, SMPL_TREE, layout)
     normal = dense_from_blocks(blocks, layout.pattern)
     scale = expected_normal.abs().max()
     assert (normal - expected_normal).abs().max() < 1e-5 * scale

@@ -236,7 +236,7 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path, mon
         seen["partials"] = partial_files(tmp_path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez_compressed", interrupted_savez)
+    monkeypatch.setattr(np, "savez", interrupted_savez)
     with pytest.raises(KeyboardInterrupt):
         write_motion(path, random_motion(seed=1))
     # The temp file existed beside the target, with the target's suffix, while writing...

@@ -6,7 +6,9 @@ Objective, per frame (all terms squared):
   prior      lambda_p sum_j |log R_j|^2                      radians, joints 1..23
   reference  lambda_r sum_j |log(Ref_j^T R_j)|^2             radians, joints 0..23 (optional:
              a temporal term pulling each frame towards its smoothed neighbours)
-Unknowns: right increments of the 24 local rotations and the root translation.
+Unknowns: increments of the 24 global rotations in the world frame,
+``G_j <- exp(delta_j) G_j`` (see :mod:`.normal_equations`), and the root translation. Each
+step is mapped back to the local rotation it is: ``R_j <- R_j exp(G_j^T delta_j)``.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class State:
 
     Attributes:
         rotations: (B, 24, 3, 3); translation: (B, 3); cost: (B,)
+        globals_: (B, 24, 3, 3) global rotations, the frames the increments live in;
         normal: (B, P, 3, 3) blocks of J^T W J (+ twist and prior), see NormalLayout;
         gradient: (B, 25, 3) node-major (24 joints, then the translation).
         damping: (B,) the damping the next step from here will use.
@@ -67,6 +70,7 @@ class State:
     rotations: torch.Tensor
     translation: torch.Tensor
     cost: torch.Tensor
+    globals_: torch.Tensor
     normal: torch.Tensor
     gradient: torch.Tensor
     damping: torch.Tensor
@@ -81,11 +85,13 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     p = problem
     globals_, positions = forward_kinematics(rotations, p.offsets, translation, p.tree)
     residual = positions - p.targets
-    normal, gradient = keypoint_normal_equations(globals_, positions, residual, p.weights, p.tree, p.layout)
+    normal, gradient = keypoint_normal_equations(positions, residual, p.weights, p.tree, p.layout)
 
     # Twist and prior act on one joint each: rank-1 and scaled-identity diagonal blocks.
+    # Their derivatives come in the joint's frame; G_j turns them into the world's.
     quat = roma.rotmat_to_unitquat(rotations[:, 1:])
     angle, d_angle = twist_angle(quat, p.twist_axes)
+    d_angle = (globals_[:, 1:] @ d_angle[..., None])[..., 0]
     twist_error = wrap_angle(angle - p.twist)
     rotvec = roma.unitquat_to_rotvec(quat)
     eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
@@ -93,7 +99,8 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     normal.index_add_(1, p.layout.pattern.diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
                               + p.prior_weight * eye)
     gradient = gradient.index_add(1, torch.arange(1, num_j, device=rotations.device),
-                                  p.twist_weights[..., None] * twist_error[..., None] * d_angle + p.prior_weight * rotvec)
+                                  p.twist_weights[..., None] * twist_error[..., None] * d_angle
+                                  + p.prior_weight * (globals_[:, 1:] @ rotvec[..., None])[..., 0])
     cost = ((p.weights * residual.square().sum(-1)).sum(-1) + (p.twist_weights * twist_error.square()).sum(-1)
             + p.prior_weight * rotvec.square().sum((-1, -2)))
     if p.reference is not None:
@@ -101,9 +108,9 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
         offset = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)
         normal.index_add_(1, p.layout.pattern.diagonal[:num_j], (p.reference_weight * eye).expand(
             normal.shape[0], num_j, 3, 3))
-        gradient[:, :num_j] += p.reference_weight * offset
+        gradient[:, :num_j] += p.reference_weight * (globals_ @ offset[..., None])[..., 0]
         cost = cost + p.reference_weight * offset.square().sum((-1, -2))
-    return State(rotations, translation, cost, normal, gradient, damping)
+    return State(rotations, translation, cost, globals_, normal, gradient, damping)
 
 
 def levenberg_marquardt_step(state: State, problem: Problem) -> State:
@@ -114,7 +121,8 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
     """
     num_j = state.rotations.shape[1]
     step = -solve_blocks(state.normal, state.gradient, problem.layout.pattern, state.damping)
-    rotations = state.rotations @ roma.rotvec_to_rotmat(step[:, :num_j])
+    local_step = (state.globals_.transpose(-1, -2) @ step[:, :num_j, :, None])[..., 0]
+    rotations = state.rotations @ roma.rotvec_to_rotmat(local_step)
     candidate = linearize(rotations, state.translation + step[:, num_j], state.damping, problem)
 
     better = candidate.cost <= state.cost
@@ -125,5 +133,6 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
         return torch.where(better.view(-1, *([1] * (new.ndim - 1))), new, old)
 
     return State(pick(candidate.rotations, state.rotations), pick(candidate.translation, state.translation),
-                 pick(candidate.cost, state.cost), pick(candidate.normal, state.normal),
+                 pick(candidate.cost, state.cost), pick(candidate.globals_, state.globals_),
+                 pick(candidate.normal, state.normal),
                  pick(candidate.gradient, state.gradient), damping)

@@ -1,7 +1,9 @@
 """Gauss-Newton normal equations of the keypoint term, assembled from subtree moments.
 
-With right increments ``R_a <- R_a exp(delta_a)``, keypoint ``k`` below joint ``a``
-moves by ``(G_a delta_a) x (p_k - p_a)``. Every entry of ``J^T W J`` and ``J^T W r``
+Increments are taken in the world frame, ``G_a <- exp(delta_a) G_a`` for joint ``a``'s
+global rotation, so keypoint ``k`` below ``a`` moves by ``delta_a x (p_k - p_a)`` and no
+block needs turning into a joint's own frame (that took a third of the assembly time);
+the solver maps steps back to local rotations. Every entry of ``J^T W J`` and ``J^T W r``
 is then a sum over the keypoints below a joint of ``w``, ``w p``, ``w p p^T``,
 ``w r`` and ``w p x r``, so those five subtree sums (one small matrix product each)
 replace the dense (3K x 3J) Jacobian. The result comes as the 3x3 blocks of a
@@ -61,23 +63,22 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
 
 
 def keypoint_normal_equations(
-    globals_: torch.Tensor,
     positions: torch.Tensor,
     residual: torch.Tensor,
     weights: torch.Tensor,
     tree: KinematicTree,
     layout: NormalLayout,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``J^T W J`` and ``J^T W r`` for the weighted keypoint residual.
+    """``J^T W J`` and ``J^T W r`` for the weighted keypoint residual, world-frame increments.
 
     Args:
-        globals_: (B, J, 3, 3) global rotations; positions: (B, K, 3) keypoints.
+        positions: (B, K, 3) keypoints, the first J of them the joints.
         residual: (B, K, 3) keypoints minus targets; weights: (B, K).
     Returns:
         blocks: (B, P, 3, 3) of ``J^T W J`` in ``layout.pattern``; gradient: (B, J+1, 3),
         node-major (joint rotation increments, then the root translation).
     """
-    batch, num_j = globals_.shape[:2]
+    batch, num_j = positions.shape[0], tree.num_joints
     # Every term is translation-invariant; centring on the root keeps the float32
     # moments small so their differences do not cancel.
     positions = positions - positions[:, :1]
@@ -101,9 +102,9 @@ def keypoint_normal_equations(
     eye = torch.eye(3, dtype=positions.dtype, device=positions.device)
     inner = trace[..., None, None] * eye - q_own[:, b].transpose(-1, -2) + ub[..., :, None] * pa[..., None, :]
     blocks = positions.new_empty(batch, layout.pattern.num_blocks, 3, 3)
-    blocks[:, layout.joint_pairs] = globals_[:, a].transpose(-1, -2) @ inner @ globals_[:, b]
-    # Translation rows: sum over k below j of w [p_k - p_j]x, seen from G_j.
-    blocks[:, layout.translation_pairs] = _skew(u).transpose(-1, -2) @ globals_
+    blocks[:, layout.joint_pairs] = inner
+    # Translation rows: sum over k below j of w [p_k - p_j]x.
+    blocks[:, layout.translation_pairs] = _skew(u).transpose(-1, -2)
     blocks[:, layout.translation_diagonal] = weights.sum(-1)[:, None, None] * eye
-    gradient_joints = (globals_.transpose(-1, -2) @ (c - torch.cross(joints, s, dim=-1))[..., None])[..., 0]
+    gradient_joints = c - torch.cross(joints, s, dim=-1)
     return blocks, torch.cat([gradient_joints, (w * residual).sum(1, keepdim=True)], dim=1)

@@ -1,24 +1,26 @@
 """The one place the extension imports engine code: numpy-only engine modules.
 
 An installed extension carries the engine in ``vendor/`` (see ``build_addon.py``); a
-source checkout has it installed beside. Only :mod:`ikol_engine.motion` and
-:mod:`ikol_engine.temporal` are used here (numpy and the standard library), so
-Blender's Python never needs torch.
+source checkout has it installed beside. Only :mod:`ikol_engine.motion`,
+:mod:`ikol_engine.temporal`, :mod:`ikol_engine.ground` and :mod:`ikol_engine.atomic_file`
+are used here (numpy and the standard library), so Blender's Python never needs torch.
 """
 from __future__ import annotations
 
 try:
-    from .vendor.ikol_engine import motion, temporal
+    from .vendor.ikol_engine import atomic_file, ground, motion, temporal
 except ModuleNotFoundError as error:
     # Only a missing vendor folder means "source checkout"; a vendored engine that fails
     # to import for another reason must say so.
     if error.name not in (f"{__package__}.vendor", f"{__package__}.vendor.ikol_engine"):
         raise
-    from ikol_engine import motion, temporal
+    from ikol_engine import atomic_file, ground, motion, temporal
 
 Motion = motion.Motion
 MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
 quaternion_continuity = temporal.quaternion_continuity
+atomic_path = atomic_file.atomic_path
+Ground = ground.Ground
 
-__all__ = ["Motion", "MotionFileError", "quaternion_continuity", "read_motion"]
+__all__ = ["Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity", "read_motion"]

@@ -10,6 +10,12 @@ Only valid frames are keyed; frames where no person was solved stay unkeyed, so 
 rig interpolates across them. The per-frame IK residual (mm) is keyed on the same
 frames as the custom property ``ikol_residual_mm`` of the armature object, where the
 Graph Editor shows bad stretches at a glance.
+
+Camera: where the file records the camera it was solved with (image size, field of
+view, floor), a camera object is made at that place (:mod:`.video_camera`), so looking
+through it lines the rig up with the video; given the video, it becomes the camera's
+background movie clip, in step with the keys. A scene without an active camera gets
+this one, with the video's resolution.
 """
 from __future__ import annotations
 
@@ -17,17 +23,20 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from . import bone_space, keyframes, rig
 from .engine_link import Motion, read_motion
+from .video_camera import VideoCamera, video_camera
 
 RESIDUAL_PROPERTY = "ikol_residual_mm"
 MOTION_PROPERTY = "ikol_motion"
+CAMERA_PROPERTY = "ikol_camera"
 _RESIDUAL_GROUP = "IKOL"
 
 
 def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_path: str | Path, *,
-                  name: str | None = None) -> bpy.types.Object:
+                  name: str | None = None, video: str | Path | None = None) -> bpy.types.Object:
     """Builds a rig for a motion file, keys it, and returns the armature object.
 
     A new Action named after the video (``motion.source_video`` without extension) is
@@ -41,6 +50,7 @@ def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_
             view layer, or the context's if it is the context's scene).
         motion_path: an ``.npz`` motion file.
         name: name of the armature object; default the video's name.
+        video: the analysed video, shown behind the camera's view; None for none.
     Returns:
         The armature object.
     Raises:
@@ -63,7 +73,16 @@ def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_
         action = keyframes.new_action(armature, title)
         created.append(action)
         keyframes.write_keys(armature, action, _channels(armature, motion))
+        camera = video_camera(motion)
+        if camera is not None:
+            camera_object = _add_camera(camera, f"{name or title}_camera", scene.collection, video, created)
+            armature[CAMERA_PROPERTY] = camera_object.name
         _set_timing(scene, motion)
+        if camera is not None and scene.camera is None:
+            scene.camera = camera_object
+            scene.render.resolution_x, scene.render.resolution_y = camera.width, camera.height
+            scene.render.resolution_percentage = 100
+            scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     except BaseException:
         _remove(created)
         view_layer.objects.active = previous_active
@@ -103,6 +122,28 @@ def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Chan
     return channels
 
 
+def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection, video: str | Path | None,
+                created: list[bpy.types.ID]) -> bpy.types.Object:
+    data = bpy.data.cameras.new(name)
+    created.append(data)
+    data.sensor_fit = "HORIZONTAL"
+    data.angle = np.radians(camera.fov_deg)
+    data.clip_end = 1000.0
+    camera_object = bpy.data.objects.new(name, data)
+    created.append(camera_object)
+    camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
+    collection.objects.link(camera_object)
+    if video is not None:
+        clip = bpy.data.movieclips.load(str(Path(video).resolve()))
+        created.append(clip)
+        clip.frame_start = 1  # the video's frame 0 on Blender frame 1, as the keys
+        background = data.background_images.new()
+        background.source = "MOVIE_CLIP"
+        background.clip = clip
+        data.show_background_images = True
+    return camera_object
+
+
 def _set_timing(scene: bpy.types.Scene, motion: Motion) -> None:
     frames = blender_frames(motion.frame_indices)
     rate = max(1, round(motion.fps))
@@ -133,6 +174,6 @@ def _leave_edit_modes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -
 def _remove(created: list[bpy.types.ID]) -> None:
     """Removes IDs newest first, so objects go before the data they use."""
     stores = {"OBJECT": bpy.data.objects, "ARMATURE": bpy.data.armatures, "MESH": bpy.data.meshes,
-              "ACTION": bpy.data.actions}
+              "ACTION": bpy.data.actions, "CAMERA": bpy.data.cameras, "MOVIECLIP": bpy.data.movieclips}
     for data_block in reversed(created):
         stores[data_block.id_type].remove(data_block)

@@ -275,3 +275,18 @@ def test_streaming_keeps_about_one_frame_in_memory(tmp_path: Path) -> None:
     # The loop variable still holds the previous frame while the next one decodes: two
     # frames, plus small change. A decoder buffering the clip would need 300.
     assert peak < 3 * frame_bytes, f"peak {peak / frame_bytes:.2f} frames"
+
+
+def test_exported_frames_are_the_asked_ones_scaled(clips: dict[str, Path], tmp_path: Path) -> None:
+    from ikol_engine.frame_export import export_frames
+
+    paths = export_frames(clips["avi"], [17, 3, 30], tmp_path, max_width=WIDTH // 2)
+    assert [p.name for p in paths] == ["frame_000017.png", "frame_000003.png", "frame_000030.png"]
+    for path, index in zip(paths, (17, 3, 30)):
+        image = cv2.imread(str(path))
+        assert image.shape == (HEIGHT // 2, WIDTH // 2, 3)
+        full = cv2.resize(image, (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST)
+        assert decode_index(cv2.cvtColor(full, cv2.COLOR_BGR2RGB)) == index
+        assert image[-5, :, 2].mean() > 200 and image[-5, :, 0].mean() < 60  # red stays red
+    with pytest.raises(VideoError, match="no frame 45"):
+        export_frames(clips["avi"], [5, 45], tmp_path / "beyond")

@@ -1,44 +1,87 @@
 """Builds the installable Blender extension zip: manifest, add-on, and the engine vendored inside.
 
 Usage: python build_addon.py [-o dist/ikol_mocap-VERSION.zip]
+
+The zip is checked with Blender's own extension validator (``blender_ext.py validate``,
+shipped inside the bpy package) when bpy is installed, and is only put in place if it passes.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
 
+from ikol_engine.atomic_file import atomic_path
+
 ROOT = Path(__file__).resolve().parent
-SKIP_PARTS = {"__pycache__"}
+SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+SKIP_SUFFIXES = {".pyc", ".pyo"}
+
+
+class ValidationError(Exception):
+    """Blender's validator rejected the zip."""
 
 
 def _sources(package: Path) -> list[Path]:
-    return sorted(p for p in package.rglob("*") if p.is_file() and not SKIP_PARTS & set(p.parts))
+    return sorted(p for p in package.rglob("*")
+                  if p.is_file() and not SKIP_PARTS & set(p.parts) and p.suffix not in SKIP_SUFFIXES)
 
 
-def build(output: Path | None = None) -> Path:
-    """Writes the zip and returns its path."""
+def blender_validator() -> Path | None:
+    """``blender_ext.py`` of the installed bpy, found without importing bpy (slow), or None."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    return found[-1] if found else None
+
+
+def validate(archive: Path, validator: Path) -> str:
+    """Runs Blender's validator (plain Python suffices) on ``archive``; returns its report."""
+    result = subprocess.run([sys.executable, str(validator), "validate", str(archive)], capture_output=True,
+                            text=True)
+    report = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise ValidationError(report)
+    return report
+
+
+def build(output: Path | None = None, validator: Path | None = None) -> Path:
+    """Writes the zip (validated with ``validator`` if given) and returns its path."""
     manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
     output = output or ROOT / "dist" / f"{manifest['id']}-{manifest['version']}.zip"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".zip.partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.write(ROOT / "blender_manifest.toml", "blender_manifest.toml")
-        for path in _sources(ROOT / "ikol_blender"):
-            archive.write(path, path.relative_to(ROOT / "ikol_blender").as_posix())
-        # The engine travels inside the add-on so it can start without a checkout.
-        for path in _sources(ROOT / "ikol_engine"):
-            archive.write(path, "vendor/" + path.relative_to(ROOT).as_posix())
-    partial.replace(output)
+    with atomic_path(output) as partial:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(ROOT / "blender_manifest.toml", "blender_manifest.toml")
+            for path in _sources(ROOT / "ikol_blender"):
+                archive.write(path, path.relative_to(ROOT / "ikol_blender").as_posix())
+            # The engine travels inside the add-on so it can start without a checkout.
+            for path in _sources(ROOT / "ikol_engine"):
+                archive.write(path, "vendor/" + path.relative_to(ROOT).as_posix())
+        if validator is not None:
+            print(f"build_addon: {validator.name} validate: {validate(partial, validator)}", file=sys.stderr)
     return output
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, help="zip to write")
-    print(build(parser.parse_args().output))
+    args = parser.parse_args()
+    validator = blender_validator()
+    if validator is None:
+        print("build_addon: bpy is not installed, so Blender's extension validator was not run", file=sys.stderr)
+    try:
+        output = build(args.output, validator)
+    except ValidationError as error:
+        print(f"build_addon: Blender's extension validator rejected the zip:\n{error}", file=sys.stderr)
+        return 1
+    print(output)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

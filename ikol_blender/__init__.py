@@ -1,14 +1,55 @@
 """IKOL Mocap, the Blender extension (Blender 4.2+).
 
 Imports only bpy, numpy and the standard library; the engine runs in its own Python
-as a subprocess. The operators and panels arrive with the Blender issues; this module
-registers the extension so the build can be installed and validated.
+as a subprocess (see :mod:`.engine_process`). Registers the preferences and the
+command line ``blender -c ikol convert VIDEO... -o OUT_DIR``.
 """
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import bpy
+
+from . import preferences
+
+CLI_COMMAND = "ikol"
+_USAGE = f"usage: blender -c {CLI_COMMAND} convert VIDEO... -o OUT_DIR [options]  (convert --help for the options)"
+
+
+class CliRegistration(NamedTuple):
+    """What ``register_cli_command`` was given and gave back (an opaque handle)."""
+
+    handle: Any
+    function: Callable[[Sequence[str]], int]
+
+
+_cli_registration: CliRegistration | None = None
+
+
+def cli_command(argv: Sequence[str]) -> int:
+    """``blender -c ikol ...``: returns the process's exit code."""
+    if argv and argv[0] == "convert":
+        from . import batch  # imported on use, so registering at every Blender start stays light
+
+        return batch.main(argv[1:], prog=f"blender -c {CLI_COMMAND} convert")
+    if list(argv[:1]) in (["-h"], ["--help"]):
+        print(_USAGE)
+        return 0
+    print(_USAGE, file=sys.stderr)
+    return 2
 
 
 def register() -> None:
-    """Nothing to register yet."""
+    global _cli_registration
+    bpy.utils.register_class(preferences.IKOLPreferences)
+    _cli_registration = CliRegistration(bpy.utils.register_cli_command(CLI_COMMAND, cli_command), cli_command)
 
 
 def unregister() -> None:
-    """Nothing to unregister yet."""
+    global _cli_registration
+    if _cli_registration is not None:
+        bpy.utils.unregister_cli_command(_cli_registration.handle)
+        _cli_registration = None
+    bpy.utils.unregister_class(preferences.IKOLPreferences)

@@ -1,0 +1,226 @@
+"""Headless conversion: videos to motion files, .blend files and FBX/BVH/glTF exports.
+
+``python -m ikol_blender.batch VIDEO... -o OUT_DIR [--fbx] [--bvh] [--glb]`` with bpy as
+a Python module, or ``blender -b -c ikol convert ...`` (see :func:`ikol_blender.cli_command`).
+For each video, in OUT_DIR: ``STEM.npz`` (the engine's motion file), ``STEM.blend`` (a
+fresh scene holding the keyed rig) and the exports asked for. Every file is written
+under a temporary name and renamed when complete, so a failure leaves no half file and
+an earlier good file stays as it was.
+
+Synchronous: background Blender runs no modal operators or timers.
+
+Exit codes: 0 every video converted; 1 some failed (each reported in one line, the
+others still converted); 2 usage error (bad arguments, no engine Python, output folder
+unusable); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import addon_utils  # Blender's module, importable once bpy is imported
+
+from . import engine_process, importer
+from .engine_link import atomic_path
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export format: the flag asking for it, its file suffix, the add-on that provides it."""
+
+    flag: str
+    suffix: str
+    addon: str
+    write: Callable[[Path, bpy.types.Object], set[str]]
+
+
+def _write_fbx(path: Path, armature: bpy.types.Object) -> set[str]:
+    # No curve simplification: every solved frame stays a key. No leaf bones: the SMPL
+    # bone names are what other tools retarget from.
+    return bpy.ops.export_scene.fbx(filepath=str(path), object_types={"ARMATURE", "MESH"}, bake_anim=True,
+                                    bake_anim_simplify_factor=0.0,
+                                    add_leaf_bones=False)
+
+
+def _write_bvh(path: Path, armature: bpy.types.Object) -> set[str]:
+    scene = bpy.context.scene
+    with bpy.context.temp_override(active_object=armature, object=armature, selected_objects=[armature]):
+        return bpy.ops.export_anim.bvh(filepath=str(path), frame_start=scene.frame_start,
+                                       frame_end=scene.frame_end)
+
+
+def _write_glb(path: Path, armature: bpy.types.Object) -> set[str]:
+    return bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", export_animations=True,
+                                     export_skins=True)
+
+
+EXPORTS = (
+    Export("fbx", ".fbx", "io_scene_fbx", _write_fbx),
+    Export("bvh", ".bvh", "io_anim_bvh", _write_bvh),
+    Export("glb", ".glb", "io_scene_gltf2", _write_glb),
+)
+
+
+class UsageError(Exception):
+    """The batch cannot start: exit code 2."""
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Convert videos of a person into keyframed SMPL rigs: "
+                                     "a motion file, a .blend and, if asked, FBX/BVH/glTF exports per video.")
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR",
+                        help="folder for the outputs (created if missing)")
+    for export in EXPORTS:
+        parser.add_argument(f"--{export.flag}", action="store_true", help=f"also write STEM{export.suffix}")
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--start", type=float, help="first second to analyse")
+    engine.add_argument("--end", type=float, help="second to stop at")
+    engine.add_argument("--iterations", type=int, help="Gauss-Newton steps per IK pass")
+    engine.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    engine.add_argument("--fov", type=float, help="camera's horizontal field of view, degrees")
+    engine.add_argument("--model-complexity", type=int, choices=(0, 1, 2),
+                        help="BlazePose model: 0 lite, 1 full, 2 heavy")
+    engine.add_argument("--engine-python", metavar="PATH", help="Python with the engine's requirements (default: "
+                        f"the add-on preference, ${engine_process.ENVIRONMENT_VARIABLE}, or this Python)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Runs the batch; returns the exit code (shared by ``-m`` and ``blender -c ikol convert``)."""
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on bad arguments; a CLI command must return
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        videos = [Path(video) for video in args.videos]
+        _check_distinct_stems(videos, args.output)
+        exports = [export for export in EXPORTS if getattr(args, export.flag)]
+        _enable_exporters(exports)
+        engine = engine_process.resolve_engine(args.engine_python)
+        output = _output_folder(args.output)
+    except (UsageError, engine_process.EngineUnavailable) as error:
+        print(f"ikol: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
+                                            device=args.device, fov=args.fov,
+                                            model_complexity=args.model_complexity)
+    failed = []
+    for number, video in enumerate(videos, 1):
+        tag = f"[{number}/{len(videos)}] {video.name}"
+        try:
+            written = convert(engine, video, output, exports, options, lambda text: _say(f"{tag}: {text}"))
+        except KeyboardInterrupt:
+            print(f"{tag}: interrupted; every file written is complete, the one in progress was dropped",
+                  file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        except Exception as error:  # one bad video must not stop the others
+            failed.append(video.name)
+            print(f"{tag}: failed: {_reason(error)}", file=sys.stderr, flush=True)
+        else:
+            _say(f"{tag}: wrote {', '.join(path.name for path in written)}")
+    _say(f"converted {len(videos) - len(failed)} of {len(videos)} videos into {output}"
+         + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def convert(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
+            options: engine_process.AnalyzeOptions, say: Callable[[str], None]) -> list[Path]:
+    """One video: motion file, a fresh scene with the rig saved as .blend, the exports.
+
+    Returns the files written. Replaces the open Blender file with a new empty one.
+    """
+    if not video.is_file():
+        raise FileNotFoundError(f"no such video file: {video}")
+    motion = output / f"{video.stem}.npz"
+    last_said: dict[str, int] = {}
+
+    def progress(stage: str, fraction: float) -> None:
+        percent = int(100 * fraction)
+        if last_said.get(stage) != percent:
+            last_said[stage] = percent
+            say(f"{stage} {percent}%")
+
+    engine_process.run_analyze(engine, video, motion, options, progress, log=lambda line: None)
+    say("building the rig")
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    armature = importer.import_motion(bpy.context, motion)
+    written = [motion, output / f"{video.stem}.blend"]
+    with atomic_path(written[-1]) as temp:
+        bpy.ops.wm.save_as_mainfile(filepath=str(temp), copy=True, check_existing=False)
+    for export in exports:
+        say(f"exporting {export.flag.upper()}")
+        written.append(output / f"{video.stem}{export.suffix}")
+        with atomic_path(written[-1]) as temp, contextlib.redirect_stdout(io.StringIO()):
+            # The exporters' own chatter (timings, info) would bury the progress lines.
+            if "FINISHED" not in export.write(temp, armature):
+                raise RuntimeError(f"Blender's {export.flag.upper()} exporter cancelled")
+    return written
+
+
+def _check_distinct_stems(videos: Sequence[Path], output: Path) -> None:
+    stems: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in stems:
+            raise UsageError(f"{stems[video.stem]} and {video} would both write {video.stem}.* in {output}; "
+                             f"rename one or convert them separately")
+        stems[video.stem] = video
+
+
+def _output_folder(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder {path}: {error.strerror or error}") from error
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into the output folder {path}")
+    return path.resolve()
+
+
+def _enable_exporters(exports: Sequence[Export]) -> None:
+    """Blender ships the exporters as core add-ons, enabled by default; a user may have turned one off."""
+    for export in exports:
+        if not addon_utils.check(export.addon)[1] and addon_utils.enable(export.addon, default_set=True) is None:
+            raise UsageError(f"Blender's {export.flag.upper()} exporter (add-on {export.addon}) cannot be enabled")
+
+
+def _reason(error: Exception) -> str:
+    """One line: the message alone for expected failures, with the type for anything else."""
+    lines = str(error).strip().splitlines()
+    if lines and isinstance(error, (OSError, ValueError, RuntimeError)):  # EngineError is a RuntimeError
+        return lines[0]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _exit(code: int) -> None:
+    """Ends the ``python -m`` process with ``code``.
+
+    bpy 4.2 as a module crashes in its exit handlers once the glTF exporter has been
+    imported (it frees Python-made UI types after Python has shut down): a finished batch
+    would exit with 139. Every output is complete and renamed by now, so 4.2 skips those
+    handlers, removing Blender's session temp folder itself.
+    """
+    if bpy.app.version >= (4, 3):
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shutil.rmtree(bpy.app.tempdir, ignore_errors=True)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

@@ -1,8 +1,9 @@
 """IKOL Mocap, the Blender extension (Blender 4.2+).
 
 Imports only bpy, numpy and the standard library; the engine runs in its own Python
-as a subprocess (see :mod:`.engine_process`). Registers the preferences and the
-command line ``blender -c ikol convert VIDEO... -o OUT_DIR``.
+as a subprocess (see :mod:`.engine_process`, :mod:`.engine_client`). Registers the
+preferences, the operators (File > Import > Video Motion (IKOL), Refine IK), the IKOL
+sidebar tab and the command line ``blender -c ikol convert VIDEO... -o OUT_DIR``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple
 
 import bpy
 
-from . import preferences
+from . import operators, panels, preferences
 
 CLI_COMMAND = "ikol"
 _USAGE = f"usage: blender -c {CLI_COMMAND} convert VIDEO... -o OUT_DIR [options]  (convert --help for the options)"
@@ -44,6 +45,8 @@ def cli_command(argv: Sequence[str]) -> int:
 def register() -> None:
     global _cli_registration
     bpy.utils.register_class(preferences.IKOLPreferences)
+    operators.register()
+    panels.register()
     _cli_registration = CliRegistration(bpy.utils.register_cli_command(CLI_COMMAND, cli_command), cli_command)
 
 
@@ -52,4 +55,6 @@ def unregister() -> None:
     if _cli_registration is not None:
         bpy.utils.unregister_cli_command(_cli_registration.handle)
         _cli_registration = None
+    panels.unregister()
+    operators.unregister()
     bpy.utils.unregister_class(preferences.IKOLPreferences)

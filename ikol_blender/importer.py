@@ -32,6 +32,9 @@ from .video_camera import VideoCamera, video_camera
 RESIDUAL_PROPERTY = "ikol_residual_mm"
 MOTION_PROPERTY = "ikol_motion"
 CAMERA_PROPERTY = "ikol_camera"
+MEAN_RESIDUAL_PROPERTY = "ikol_mean_residual_mm"
+# Rest joints of a re-solved clip may differ by float rounding, never by a real change.
+_SAME_SKELETON_M = 1e-4
 _RESIDUAL_GROUP = "IKOL"
 
 
@@ -92,6 +95,33 @@ def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_
     return armature
 
 
+def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
+    """Rewrites the keys of an imported rig's Action from a re-solved motion file, in place.
+
+    The rig, its Action and its F-Curves stay (so do the animator's curve settings);
+    only the keys change, and the rig then points at the new file.
+
+    Raises:
+        MotionFileError: the file is missing or malformed.
+        ValueError: ``armature`` is no IKOL import, or the file's skeleton is not the rig's.
+    """
+    motion_path = Path(motion_path).resolve()
+    motion = read_motion(motion_path)
+    animation = armature.animation_data
+    if MOTION_PROPERTY not in armature or animation is None or animation.action is None:
+        raise ValueError(f"{armature.name} is not a rig imported by IKOL (or has lost its Action)")
+    names = [str(n) for n in motion.joint_names]
+    if any(name not in armature.data.bones for name in names):
+        raise ValueError(f"{armature.name} lacks some of the motion's bones; import it as a new rig")
+    heads = np.array([armature.data.bones[name].head_local for name in names])
+    if np.abs(heads - bone_space.to_blender_axes(motion.rest_joints)).max() > _SAME_SKELETON_M:
+        raise ValueError(f"{motion_path.name} has another skeleton than {armature.name}; import it as a new rig")
+    if not motion.valid.any():
+        raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to key")
+    keyframes.rewrite_keys(armature, animation.action, _channels(armature, motion))
+    armature[MOTION_PROPERTY] = str(motion_path)
+
+
 def blender_frames(frame_indices: np.ndarray) -> np.ndarray:
     """(T,) Blender frame of each motion frame: the source video frame index + 1."""
     return np.asarray(frame_indices) + 1
@@ -107,6 +137,7 @@ def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Chan
     quaternions, location = bone_space.pose_from_smpl(motion.rotations[valid], motion.translation[valid],
                                                       rig.rest_orientations(armature, names))
     armature[RESIDUAL_PROPERTY] = float(motion.residual_mm[valid][0])
+    armature[MEAN_RESIDUAL_PROPERTY] = float(motion.residual_mm[valid].mean())
     armature.id_properties_ui(RESIDUAL_PROPERTY).update(
         description="IKOL: mean distance of the fitted keypoints from the IK targets, mm")
     channels = []

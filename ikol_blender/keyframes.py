@@ -72,15 +72,49 @@ def write_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iterab
     new_curve = _curve_factory(obj, action)
     curves = []
     for channel in channels:
-        frames = np.asarray(channel.frames, dtype=np.float32)
-        values = np.asarray(channel.values, dtype=np.float32)
-        if frames.shape != values.shape or frames.ndim != 1:
-            raise ValueError(f"{channel.data_path}[{channel.index}]: frames {frames.shape} and values "
-                             f"{values.shape} must be equal 1-D shapes")
+        arrays = _arrays(channel)
         curve = new_curve(channel.data_path, channel.index, channel.group)
-        _fill(curve, frames, values)
+        _fill(curve, *arrays)
         curves.append(curve)
     return curves
+
+
+def rewrite_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iterable[Channel]) -> None:
+    """Replaces the keys of ``channels``' F-Curves in ``action`` (making missing curves).
+
+    The curves themselves stay, with whatever the animator set on them (modifiers,
+    colours, lock); only their keyframes are replaced.
+    """
+    channels = list(channels)
+    arrays = [_arrays(channel) for channel in channels]  # all checked before any curve changes
+    existing = {(curve.data_path, curve.array_index): curve for curve in _curves(obj, action)}
+    missing = [channel for channel in channels if (channel.data_path, channel.index) not in existing]
+    for channel, (frames, values) in zip(channels, arrays):
+        curve = existing.get((channel.data_path, channel.index))
+        if curve is not None:
+            curve.keyframe_points.clear()
+            _fill(curve, frames, values)
+    write_keys(obj, action, missing)
+
+
+def _arrays(channel: Channel) -> tuple[np.ndarray, np.ndarray]:
+    frames = np.asarray(channel.frames, dtype=np.float32)
+    values = np.asarray(channel.values, dtype=np.float32)
+    if frames.shape != values.shape or frames.ndim != 1:
+        raise ValueError(f"{channel.data_path}[{channel.index}]: frames {frames.shape} and values "
+                         f"{values.shape} must be equal 1-D shapes")
+    return frames, values
+
+
+def _curves(obj: bpy.types.Object, action: bpy.types.Action):
+    """The F-Curves animating ``obj`` in ``action``."""
+    if not is_slotted():
+        return action.fcurves
+    animation = obj.animation_data
+    slot = animation.action_slot if animation and animation.action == action else None
+    if slot is None or not action.layers or not action.layers[0].strips:
+        return []
+    return action.layers[0].strips[0].channelbag(slot, ensure=True).fcurves
 
 
 def _fill(curve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:

@@ -1,0 +1,233 @@
+"""Operators: import a video, refine a rig, restart the engine.
+
+Import and Refine run modally: a timer ticks their task (:mod:`.tasks`) while Blender
+stays responsive, the status bar and the IKOL panel show progress, and Esc cancels. In
+background mode, or called where no window exists, modal code never runs: they then
+wait for the engine in place (the headless path is synchronous).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import preferences
+from .engine_client import EngineClient, EngineGone
+from .engine_jobs import EngineSession
+from .engine_process import EngineUnavailable, resolve_engine
+from .importer import MOTION_PROPERTY
+from .tasks import ImportVideoTask, Outcome, RefineTask, motion_path
+
+VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
+_TICK_S = 0.1
+
+
+def _make_client() -> EngineClient:
+    engine = resolve_engine()
+    return EngineClient([str(engine.python), "-m", "ikol_engine.server"], engine.environment())
+
+
+#: The engine server of this Blender session, started by the first request.
+SESSION = EngineSession(make_client=_make_client)
+#: Tasks in progress by kind ("import", "refine"), for the panel's progress bars.
+RUNNING: dict[str, ImportVideoTask | RefineTask] = {}
+
+
+def ikol_armature(context: bpy.types.Context) -> bpy.types.Object | None:
+    """The active object if it is a rig imported by IKOL."""
+    obj = context.active_object
+    return obj if obj is not None and obj.type == "ARMATURE" and MOTION_PROPERTY in obj else None
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "PROPERTIES", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+class _EngineTaskOperator:
+    """Runs ``self.task`` to its outcome: modal with a window, in place without one."""
+
+    kind = ""
+
+    def run(self, context: bpy.types.Context, task: ImportVideoTask | RefineTask) -> set[str]:
+        if self.kind in RUNNING:
+            self.report({"ERROR"}, f"an IKOL {self.kind} is already running; wait for it or press Esc")
+            return {"CANCELLED"}
+        try:
+            task.start()
+        except (EngineGone, EngineUnavailable, OSError) as error:
+            self.report({"ERROR"}, f"IKOL engine: {error}")
+            return {"CANCELLED"}
+        self.task = task
+        if bpy.app.background or context.window is None:
+            while (outcome := task.tick(context)) is None:
+                task.session.pump_until(task.job, _TICK_S)
+            return self.conclude(outcome)
+        RUNNING[self.kind] = task
+        manager = context.window_manager
+        self.timer = manager.event_timer_add(_TICK_S, window=context.window)
+        manager.modal_handler_add(self)
+        manager.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC" and event.value == "PRESS":
+            self.task.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or event.timer is not self.timer:
+            return {"PASS_THROUGH"}
+        outcome = self.task.tick(context)
+        manager = context.window_manager
+        manager.progress_update(int(100 * self.task.fraction))
+        if context.workspace is not None:
+            context.workspace.status_text_set(
+                f"IKOL {self.kind}: {self.task.status} {100 * self.task.fraction:.0f}% (Esc to cancel)")
+        _redraw(context)
+        if outcome is None:
+            return {"RUNNING_MODAL"}
+        manager.event_timer_remove(self.timer)
+        manager.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        RUNNING.pop(self.kind, None)
+        _redraw(context)
+        return self.conclude(outcome)
+
+    def conclude(self, outcome: Outcome) -> set[str]:
+        self.report({outcome.level}, outcome.message)
+        return {outcome.status}
+
+
+def _device_items(self, context) -> list[tuple[str, str, str]]:
+    return [("PREFERENCE", "Default", "The device set in the add-on's preferences"),
+            ("auto", "Auto", "The GPU when the engine's torch has CUDA, else the CPU"),
+            ("cpu", "CPU", "Always the CPU"), ("cuda", "GPU (CUDA)", "The first CUDA GPU")]
+
+
+class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
+    """Turn a video of a person into a keyframed SMPL rig (runs the IKOL engine)"""
+
+    bl_idname = "ikol.import_video"
+    bl_label = "Video Motion (IKOL)"
+    bl_options = {"UNDO"}
+    kind = "import"
+
+    filepath: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default=VIDEO_GLOB, options={"HIDDEN"})
+    start: bpy.props.FloatProperty(name="Start (s)", min=0.0, default=0.0, description="First second to analyse")
+    end: bpy.props.FloatProperty(name="End (s)", min=0.0, default=0.0,
+                                 description="Second to stop at; 0 analyses to the end")
+    device: bpy.props.EnumProperty(name="Device", items=_device_items)
+    iterations: bpy.props.IntProperty(name="Iterations", min=0, max=100, default=5,
+                                      description="Gauss-Newton steps of the IK")
+    smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=3.0, default=1.0,
+                                       description="Temporal smoothing: 0 off, 1 default, up to 3")
+    model_complexity: bpy.props.EnumProperty(
+        name="Keypoint model", default="1",
+        items=[("0", "Lite", "BlazePose lite (needs its model file)"), ("1", "Full", "BlazePose full (bundled)"),
+               ("2", "Heavy", "BlazePose heavy (needs its model file)")])
+    body: bpy.props.StringProperty(name="Body model", subtype="FILE_PATH",
+                                   description="SMPL model file; empty uses the preferences' or the bundled body")
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        video = Path(bpy.path.abspath(self.filepath))
+        if not video.is_file():
+            self.report({"ERROR"}, f"no video file at {video}")
+            return {"CANCELLED"}
+        if self.end and self.end <= self.start:
+            self.report({"ERROR"}, "End must come after Start (or be 0 for the whole video)")
+            return {"CANCELLED"}
+        device = preferences.default_device() if self.device == "PREFERENCE" else self.device
+        task = ImportVideoTask(
+            SESSION, video=video, output=motion_path(preferences.motion_folder(), video.stem),
+            options={"start_s": self.start or None, "end_s": self.end or None,
+                     "model_complexity": int(self.model_complexity)},
+            solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
+            body=bpy.path.abspath(self.body) if self.body else preferences.body_model())
+        return self.run(context, task)
+
+
+class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
+    """Re-solve the active IKOL rig's IK with the panel's settings and rewrite its keys"""
+
+    bl_idname = "ikol.refine"
+    bl_label = "Refine IK"
+    bl_options = {"UNDO"}
+    kind = "refine"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return ikol_armature(context) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        armature = ikol_armature(context)
+        source = Path(armature[MOTION_PROPERTY])
+        if not source.is_file():
+            self.report({"ERROR"}, f"the rig's motion file {source} is gone; import the video again")
+            return {"CANCELLED"}
+        settings = armature.ikol_refine
+        task = RefineTask(SESSION, armature_name=armature.name,
+                          output=motion_path(source.parent, source.stem.split("_refined")[0] + "_refined"),
+                          solve=settings.solve_options(preferences.default_device()), body=preferences.body_model())
+        return self.run(context, task)
+
+
+class IKOL_OT_restart_engine(bpy.types.Operator):
+    """Stop the IKOL engine; the next import or refine starts a fresh one"""
+
+    bl_idname = "ikol.restart_engine"
+    bl_label = "Restart Engine"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if RUNNING:
+            self.report({"ERROR"}, "wait for the running import or refine to end, or press Esc")
+            return {"CANCELLED"}
+        SESSION.restart()
+        self.report({"INFO"}, "IKOL engine stopped; the next request starts it again")
+        return {"FINISHED"}
+
+
+class IKOLRefineSettings(bpy.types.PropertyGroup):
+    """The Refine panel's settings, kept on each IKOL rig."""
+
+    iterations: bpy.props.IntProperty(name="Iterations", min=0, max=100, default=5)
+    smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=3.0, default=1.0)
+    torso: bpy.props.FloatProperty(name="Torso", min=0.0, max=10.0, default=1.0)
+    arms: bpy.props.FloatProperty(name="Arms", min=0.0, max=10.0, default=1.0)
+    legs: bpy.props.FloatProperty(name="Legs", min=0.0, max=10.0, default=1.0)
+    head: bpy.props.FloatProperty(name="Head", min=0.0, max=10.0, default=1.0)
+    twist_weight: bpy.props.FloatProperty(name="Twist confidence", min=0.0, max=10.0, default=1.0,
+                                          description="Weight of the twist seen in hands, feet and head")
+
+    def solve_options(self, device: str) -> dict[str, float | int | str]:
+        return {"iterations": self.iterations, "smoothing": self.smoothing, "torso": self.torso, "arms": self.arms,
+                "legs": self.legs, "head": self.head, "twist_weight": self.twist_weight, "device": device}
+
+
+def menu_import(self, context: bpy.types.Context) -> None:
+    self.layout.operator(IKOL_OT_import_video.bl_idname, text="Video Motion (IKOL)")
+
+
+CLASSES = (IKOLRefineSettings, IKOL_OT_import_video, IKOL_OT_refine, IKOL_OT_restart_engine)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Object.ikol_refine = bpy.props.PointerProperty(type=IKOLRefineSettings)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    del bpy.types.Object.ikol_refine
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    SESSION.stop()
+    RUNNING.clear()

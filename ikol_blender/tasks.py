@@ -1,0 +1,137 @@
+"""The UI's two long jobs, importing a video and refining a rig, as objects a caller ticks.
+
+Each task sends its request through the :class:`~.engine_jobs.EngineSession`, is ticked
+(from a modal operator's timer, or in a loop where no window exists), and on its job's
+last event does its one change to the scene on the main thread, or none: a failed or
+cancelled job leaves the scene exactly as it was. Ticking returns None while the engine
+works, then an :class:`Outcome` for the operator to report.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import bpy
+
+from .engine_jobs import EngineJob, EngineSession, JobPhase
+from .engine_link import MotionFileError
+from .importer import MOTION_PROPERTY, import_motion, rekey_motion
+
+PREVIOUS_RESIDUAL_PROPERTY = "ikol_previous_residual_mm"
+
+
+class Outcome(NamedTuple):
+    """What an operator returns and reports: ``status`` "FINISHED" or "CANCELLED",
+    ``level`` "INFO", "WARNING" or "ERROR", and the message."""
+
+    status: str
+    level: str
+    message: str
+
+
+def motion_path(folder: Path, stem: str) -> Path:
+    """A new motion file name in ``folder``: never an existing file, so no result is lost."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        path = folder / (f"{stem}_{stamp}.npz" if attempt == 0 else f"{stem}_{stamp}_{attempt}.npz")
+        if not path.exists():
+            return path
+    raise FileExistsError(f"no free motion file name for {stem} in {folder}")
+
+
+@dataclass
+class _Task:
+    session: EngineSession
+    job: EngineJob | None = field(default=None, init=False)
+
+    @property
+    def fraction(self) -> float:
+        return self.job.fraction if self.job else 0.0
+
+    @property
+    def status(self) -> str:
+        if self.job is None:
+            return "starting"
+        if self.job.phase is JobPhase.CANCELLING:
+            return "cancelling..."
+        return {"regress": "finding the person", "solve": "solving IK"}.get(self.job.stage, "starting the engine")
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.session.cancel(self.job)
+
+    def tick(self, context: bpy.types.Context) -> Outcome | None:
+        """Hands the engine's events on; the outcome once the job is over, else None."""
+        self.session.pump()
+        if self.job is None or not self.job.finished:
+            return None
+        job, output = self.job, Path(self.output)
+        if job.phase is JobPhase.SUCCEEDED and job.cancel_requested:
+            # The engine finished before it saw the cancel: the user still wants nothing.
+            output.unlink(missing_ok=True)
+            return Outcome("CANCELLED", "INFO", f"{self.label} cancelled; nothing was changed")
+        if job.phase is JobPhase.CANCELLED:
+            return Outcome("CANCELLED", "INFO", f"{self.label} cancelled; nothing was changed")
+        if job.phase is JobPhase.FAILED:
+            return Outcome("CANCELLED", "ERROR", f"{self.label} failed: {job.message}")
+        try:
+            return self.apply(context, job.result)
+        except (MotionFileError, ValueError, RuntimeError) as error:
+            return Outcome("CANCELLED", "ERROR", f"{self.label} failed: {error}")
+
+
+@dataclass
+class ImportVideoTask(_Task):
+    """Video -> motion file (engine) -> new rig in the scene (Blender)."""
+
+    video: Path = Path()
+    output: Path = Path()
+    options: dict[str, Any] = field(default_factory=dict)
+    solve: dict[str, Any] = field(default_factory=dict)
+    body: str | None = None
+    label: str = "Import"
+
+    def start(self) -> None:
+        """Sends the analysis (raises EngineGone/EngineUnavailable if no engine runs)."""
+        self.job = self.session.submit("analyze", video=str(self.video), output=str(self.output),
+                                       options=self.options, solve=self.solve, body=self.body)
+
+    def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
+        armature = import_motion(context, self.output, video=self.video)
+        return Outcome("FINISHED", "INFO", f"Imported {self.video.name} as {armature.name}: {result['valid']} of "
+                                           f"{result['frames']} frames posed, mean IK residual "
+                                           f"{result['residual_mm']:.1f} mm")
+
+
+@dataclass
+class RefineTask(_Task):
+    """A rig's motion file re-solved with new settings (engine) -> its keys rewritten (Blender).
+
+    The re-solved motion goes to a new file beside the old, so undoing the refine (which
+    restores the keys and the rig's pointer to its file) finds the old file intact.
+    """
+
+    armature_name: str = ""
+    output: Path = Path()
+    solve: dict[str, Any] = field(default_factory=dict)
+    body: str | None = None
+    label: str = "Refine"
+
+    def start(self) -> None:
+        source = bpy.data.objects[self.armature_name][MOTION_PROPERTY]
+        self.job = self.session.submit("refine", motion=source, output=str(self.output), solve=self.solve,
+                                       body=self.body)
+
+    def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
+        armature = bpy.data.objects.get(self.armature_name)
+        if armature is None:
+            Path(self.output).unlink(missing_ok=True)
+            raise ValueError(f"the rig {self.armature_name} was deleted while the engine worked")
+        rekey_motion(armature, self.output)
+        before, after = result["previous_residual_mm"], result["residual_mm"]
+        armature[PREVIOUS_RESIDUAL_PROPERTY] = before
+        return Outcome("FINISHED", "INFO", f"Refined {armature.name}: mean IK residual {before:.1f} -> "
+                                           f"{after:.1f} mm")

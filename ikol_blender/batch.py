@@ -3,7 +3,9 @@
 ``python -m ikol_blender.batch VIDEO... -o OUT_DIR [--fbx] [--bvh] [--glb]`` with bpy as
 a Python module, or ``blender -b -c ikol convert ...`` (see :func:`ikol_blender.cli_command`).
 For each video, in OUT_DIR: ``STEM.npz`` (the engine's motion file), ``STEM.blend`` (a
-fresh scene holding the keyed rig) and the exports asked for. Every file is written
+fresh scene holding the keyed rig, and the video's camera with the video behind it), the
+exports asked for, and with ``--preview`` ``STEM_preview.png`` (video frames beside the
+rig seen through that camera; see :mod:`.preview`). Every file is written
 under a temporary name and renamed when complete, so a failure leaves no half file and
 an earlier good file stays as it was.
 
@@ -21,6 +23,7 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +31,8 @@ from pathlib import Path
 import bpy
 import addon_utils  # Blender's module, importable once bpy is imported
 
-from . import engine_process, importer
-from .engine_link import atomic_path
+from . import engine_process, importer, preview
+from .engine_link import atomic_path, read_motion
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -83,6 +86,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="folder for the outputs (created if missing)")
     for export in EXPORTS:
         parser.add_argument(f"--{export.flag}", action="store_true", help=f"also write STEM{export.suffix}")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write STEM_preview.png: video frames beside the rig seen through the video's camera")
     engine = parser.add_argument_group("engine")
     engine.add_argument("--start", type=float, help="first second to analyse")
     engine.add_argument("--end", type=float, help="second to stop at")
@@ -119,7 +124,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     for number, video in enumerate(videos, 1):
         tag = f"[{number}/{len(videos)}] {video.name}"
         try:
-            written = convert(engine, video, output, exports, options, lambda text: _say(f"{tag}: {text}"))
+            written = convert(engine, video, output, exports, options, lambda text: _say(f"{tag}: {text}"),
+                              with_preview=args.preview)
         except KeyboardInterrupt:
             print(f"{tag}: interrupted; every file written is complete, the one in progress was dropped",
                   file=sys.stderr, flush=True)
@@ -135,8 +141,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 
 def convert(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
-            options: engine_process.AnalyzeOptions, say: Callable[[str], None]) -> list[Path]:
-    """One video: motion file, a fresh scene with the rig saved as .blend, the exports.
+            options: engine_process.AnalyzeOptions, say: Callable[[str], None], with_preview: bool = False,
+            ) -> list[Path]:
+    """One video: motion file, a fresh scene with the rig saved as .blend, the exports, the preview.
 
     Returns the files written. Replaces the open Blender file with a new empty one.
     """
@@ -154,7 +161,7 @@ def convert(engine: engine_process.Engine, video: Path, output: Path, exports: S
     engine_process.run_analyze(engine, video, motion, options, progress, log=lambda line: None)
     say("building the rig")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    armature = importer.import_motion(bpy.context, motion)
+    armature = importer.import_motion(bpy.context, motion, video=video)
     written = [motion, output / f"{video.stem}.blend"]
     with atomic_path(written[-1]) as temp:
         bpy.ops.wm.save_as_mainfile(filepath=str(temp), copy=True, check_existing=False)
@@ -165,7 +172,28 @@ def convert(engine: engine_process.Engine, video: Path, output: Path, exports: S
             # The exporters' own chatter (timings, info) would bury the progress lines.
             if "FINISHED" not in export.write(temp, armature):
                 raise RuntimeError(f"Blender's {export.flag.upper()} exporter cancelled")
+    if with_preview:
+        say("rendering the preview")
+        written.append(write_preview(engine, video, motion, armature, output / f"{video.stem}_preview.png"))
     return written
+
+
+def write_preview(engine: engine_process.Engine, video: Path, motion_path: Path, armature: bpy.types.Object,
+                  path: Path) -> Path:
+    """Renders the rig through the video's camera at a few frames and writes them beside
+    the video's own frames (which the engine extracts: Blender's Python reads no video)."""
+    motion = read_motion(motion_path)
+    camera = bpy.data.objects.get(armature.get(importer.CAMERA_PROPERTY, ""))
+    positions = preview.preview_frames(motion)
+    if camera is None or len(positions) == 0:
+        raise RuntimeError(f"{motion_path.name} records no camera or no posed frame; no preview")
+    indices = [int(i) for i in motion.frame_indices[positions]]
+    renders = preview.render_views(bpy.context.scene, camera, [i + 1 for i in indices])
+    with tempfile.TemporaryDirectory(prefix="ikol-frames-") as scratch:
+        engine_process.run_engine(engine, ["frames", str(video), "--at", *map(str, indices), "-o", scratch,
+                                           "--max-width", str(renders[0].shape[1])], log=lambda line: None)
+        frames = [preview.read_png(Path(scratch) / f"frame_{i:06d}.png") for i in indices]
+    return preview.write_png(preview.compose(frames, renders), path)
 
 
 def _check_distinct_stems(videos: Sequence[Path], output: Path) -> None:

@@ -54,7 +54,8 @@ def batch_run(video, tmp_path_factory) -> BatchRun:
     stale = b"an earlier, good broken.blend"
     (output / "broken.blend").write_bytes(stale)
     result = subprocess.run([sys.executable, "-m", "ikol_blender.batch", str(video), str(broken), "-o", str(output),
-                             "--fbx", "--bvh", "--glb", "--end", str(END_S), "--engine-python", sys.executable],
+                             "--fbx", "--bvh", "--glb", "--preview", "--end", str(END_S),
+                             "--engine-python", sys.executable],
                             capture_output=True, text=True, timeout=600)
     return BatchRun(result, output, read_motion(output / "demo.npz"), stale)
 
@@ -83,6 +84,30 @@ def only(objects, kind: str) -> bpy.types.Object:
 
 # ---- the batch process ----------------------------------------------------------------
 
+def test_preview_puts_the_body_over_the_person(batch_run, blank):
+    """Rows of [video frame | rig over it]: the rig's pixels sit where BlazePose saw the person."""
+    from ikol_blender import preview
+
+    motion = batch_run.motion
+    picture = preview.read_png(batch_run.output / "demo_preview.png")
+    positions = preview.preview_frames(motion)
+    rows = len(positions)
+    height, width = picture.shape[0] // rows, picture.shape[1] // 2
+    assert rows == 4 and abs(width - preview.CELL_WIDTH) <= 20 and picture.shape[0] == rows * height
+    scale = width / motion.options["image_size"][0]
+    for row, position in enumerate(positions):
+        cell = picture[row * height:(row + 1) * height]
+        changed = np.abs(cell[:, width:2 * width, :3] - cell[:, :width, :3]).max(-1) > 0.1  # where the body is
+        assert 0.002 < changed.mean() < 0.2
+        seen = motion.regressor_confidence[position] > 0.8
+        pixels = motion.image_keypoints[position][seen] * scale
+        inside = [changed[min(int(y), height - 1), min(int(x), width - 1)] for x, y in pixels]
+        assert np.mean(inside) > 0.6, np.mean(inside)  # most confident landmarks are covered by the body
+        ys, xs = np.nonzero(changed)
+        box = (xs.min() - 5, ys.min() - 5, xs.max() + 5, ys.max() + 5)
+        assert all(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in pixels)  # and none lie beyond it
+
+
 def test_batch_reports_the_bad_video_and_converts_the_good_one(batch_run):
     result = batch_run.result
     assert result.returncode == 1, result.stderr
@@ -92,13 +117,14 @@ def test_batch_reports_the_bad_video_and_converts_the_good_one(batch_run):
     keypoint_percents = [int(line.rsplit(" ", 1)[1].rstrip("%")) for line in lines
                          if line.startswith("[1/2] demo.mp4: keypoints ")]
     assert keypoint_percents[-1] == 100 and keypoint_percents == sorted(keypoint_percents)
-    assert "[1/2] demo.mp4: wrote demo.npz, demo.blend, demo.fbx, demo.bvh, demo.glb" in lines
+    assert "[1/2] demo.mp4: wrote demo.npz, demo.blend, demo.fbx, demo.bvh, demo.glb, demo_preview.png" in lines
     assert lines[-1] == f"converted 1 of 2 videos into {batch_run.output.resolve()}; failed: broken.mp4"
 
 
 def test_outputs_are_complete_and_nothing_half_written_is_left(batch_run):
     names = sorted(path.name for path in batch_run.output.iterdir())
-    assert names == ["broken.blend", "demo.blend", "demo.bvh", "demo.fbx", "demo.glb", "demo.npz"]
+    assert names == ["broken.blend", "demo.blend", "demo.bvh", "demo.fbx", "demo.glb", "demo.npz",
+                     "demo_preview.png"]
     assert (batch_run.output / "broken.blend").read_bytes() == batch_run.stale_blend
     assert batch_run.motion.source_video == "demo.mp4"
     assert len(batch_run.motion.frame_indices) == round(END_S * batch_run.motion.fps)

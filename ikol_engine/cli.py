@@ -84,10 +84,28 @@ def _analyze(args: argparse.Namespace) -> int:
     from .pipeline import AnalyzeOptions, analyze
 
     options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
-                             model_complexity=args.model_complexity)
+                             model_complexity=args.model_complexity, regressor=args.regressor,
+                             batch_size=args.batch_size)
     body = BodyModel(args.body) if args.body else None
     motion, solution = analyze(args.video, args.output, options, _solve_options(args), body, ProgressBar())
     _summary(args.output, motion, solution)
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .hybrik.export import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.output)
+    print(f"wrote {report.path}: HybrIK ResNet-34 regressor, dynamic batch; onnxruntime matches torch "
+          f"within {report.max_difference:.1e}")
+    return 0
+
+
+def _frames(args: argparse.Namespace) -> int:
+    from .frame_export import export_frames
+
+    for path in export_frames(args.video, args.at, args.output, args.max_width):
+        print(path)
     return 0
 
 
@@ -138,14 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--stride", type=int, default=1, help="analyse every n-th frame")
     analyze.add_argument("--model-complexity", type=int, choices=(0, 1, 2), default=1,
                          help="BlazePose model: 0 lite, 1 full (bundled), 2 heavy")
+    analyze.add_argument("--regressor", default="blazepose",
+                         help="blazepose (default), or onnx:PATH for the paper's regressor exported by export-onnx")
+    analyze.add_argument("--batch-size", type=int, default=None,
+                         help="frames per network run of the onnx regressor (default: 64 on CUDA, 1 on the CPU)")
     _add_solve_arguments(analyze)
     analyze.set_defaults(run=_analyze)
+
+    export = commands.add_parser("export-onnx", help="write a HybrIK/IKOL ResNet-34 checkpoint as ONNX")
+    export.add_argument("--checkpoint", required=True, help="the released .pth checkpoint (downloaded yourself)")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.set_defaults(run=_export_onnx)
 
     refine = commands.add_parser("refine", help="re-solve a motion file's keypoints with new IK settings")
     refine.add_argument("motion", help="motion file written by analyze")
     refine.add_argument("-o", "--output", default=None, help="motion file to write (default: replace the input)")
     _add_solve_arguments(refine)
     refine.set_defaults(run=_refine)
+
+    frames = commands.add_parser("frames", help="write chosen video frames as PNG files (for previews)")
+    frames.add_argument("video", help="video file")
+    frames.add_argument("--at", type=int, nargs="+", required=True, metavar="INDEX", help="frame numbers, from 0")
+    frames.add_argument("-o", "--output", required=True, help="folder for frame_NNNNNN.png")
+    frames.add_argument("--max-width", type=int, default=None, help="scale wider frames down to this width")
+    frames.set_defaults(run=_frames)
     return parser
 
 

@@ -63,6 +63,17 @@ source_sha256              ()            str       SHA-256 of the video file, he
 engine_version             ()            str       ``ikol_engine.__version__`` that wrote it
 =========================  ============  ========  ==========================================
 
+Optional keys, written only by regressors that give them (HybrIK's network, whose
+keypoints are the 29 targets' set); files without them read as before:
+
+===========================  ==========  ========  ==========================================
+key                          shape       dtype     meaning
+===========================  ==========  ========  ==========================================
+regressor_twist              (T, 23)     float32   the regressor's twist of joints 1..23, rad
+regressor_twist_confidence   (T, 23)     float32   its confidence, 0..1
+regressor_betas              (10,)       float32   the regressor's SMPL shape for the clip
+===========================  ==========  ========  ==========================================
+
 The mesh makes a file self-contained: Blender builds the rig from it without the engine.
 The IK inputs (``targets`` .. ``twist_confidence``) are kept so the IK can be re-run
 without the regressor; the raw regressor output so the mapping to targets can be redone.
@@ -111,6 +122,12 @@ _ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
     "regressor_confidence": (np.float32, ("T", "R")),
     "image_keypoints": (np.float32, ("T", "R", 2)),
 }
+# Optional arrays (see the module docstring): checked where present, absent in older files.
+_OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
+    "regressor_twist": (np.float32, ("T", 23)),
+    "regressor_twist_confidence": (np.float32, ("T", 23)),
+    "regressor_betas": (np.float32, (10,)),
+}
 _STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
 _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
 
@@ -152,6 +169,9 @@ class Motion:
     source_video: str
     source_sha256: str
     engine_version: str = __version__
+    regressor_twist: np.ndarray | None = None
+    regressor_twist_confidence: np.ndarray | None = None
+    regressor_betas: np.ndarray | None = None
 
     def validate(self) -> None:
         """Raises MotionFileError naming the first field that breaks the schema."""
@@ -160,6 +180,9 @@ class Motion:
         sizes: dict[str, int] = {}
         for name, (dtype, shape) in _ARRAYS.items():
             _check_array(name, np.asarray(getattr(self, name)), np.dtype(dtype), shape, sizes)
+        for name, (dtype, shape) in _OPTIONAL_ARRAYS.items():
+            if getattr(self, name) is not None:
+                _check_array(name, np.asarray(getattr(self, name)), np.dtype(dtype), shape, sizes)
         for name in _STRINGS:
             if not isinstance(getattr(self, name), str):
                 raise MotionFileError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
@@ -270,6 +293,8 @@ def _options_json(options: dict[str, Any]) -> str:
 
 def _cast(motion: Motion) -> Motion:
     arrays = {name: np.asarray(getattr(motion, name)).astype(dtype) for name, (dtype, _) in _ARRAYS.items()}
+    arrays |= {name: np.asarray(getattr(motion, name)).astype(dtype) for name, (dtype, _) in _OPTIONAL_ARRAYS.items()
+               if getattr(motion, name) is not None}
     return dataclasses.replace(motion, fps=float(motion.fps), **arrays)
 
 
@@ -280,6 +305,7 @@ def _pack(motion: Motion) -> dict[str, np.ndarray]:
         "options": np.array(_options_json(motion.options), dtype=np.str_),
     }
     arrays.update({name: getattr(motion, name) for name in _ARRAYS})
+    arrays.update({name: getattr(motion, name) for name in _OPTIONAL_ARRAYS if getattr(motion, name) is not None})
     arrays.update({name: np.array(getattr(motion, name), dtype=np.str_) for name in _STRINGS})
     return arrays
 
@@ -333,6 +359,7 @@ def _unpack(raw: dict[str, np.ndarray]) -> Motion:
         fps=float(_scalar(raw, "fps", "fiu")),
         options=_parse_options(str(_scalar(raw, "options", "U"))),
         **{name: raw[name] for name in _ARRAYS},
+        **{name: raw[name] for name in _OPTIONAL_ARRAYS if name in raw},
         **{name: str(_scalar(raw, name, "U")) for name in _STRINGS},
     )
 

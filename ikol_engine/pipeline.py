@@ -34,6 +34,8 @@ class AnalyzeOptions:
             start, to the end); stride: analyse every n-th frame.
         model_complexity: BlazePose's model, 0 (lite), 1 (full, bundled) or 2 (heavy).
         regressor: which keypoint regressor (see :func:`.regressors.create_regressor`).
+        batch_size: frames per network run for backends that batch (ONNX); None: the
+            backend's choice. BlazePose takes frames one by one either way.
     """
 
     start_s: float | None = None
@@ -41,10 +43,14 @@ class AnalyzeOptions:
     stride: int = 1
     model_complexity: int = 1
     regressor: str = "blazepose"
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.stride, int) or self.stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {self.stride!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool)
+                                            or self.batch_size < 1):
+            raise ValueError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
 
 
 def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
@@ -62,16 +68,29 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
     parts: list[KeypointFrames] = []
     indices: list[int] = []
     report("regress", 0, total)
-    with create_regressor(options.regressor, model_complexity=options.model_complexity) as regressor:
-        for frame in iter_frames(video, start, end, options.stride):
-            parts.append(regressor([frame.image]))
-            indices.append(frame.index)
+    batch: list = []
+    with create_regressor(options.regressor, model_complexity=options.model_complexity,
+                          batch_size=options.batch_size) as regressor:
+        per_call = getattr(regressor, "batch_size", 1)  # backends that batch say how many frames they take
+
+        def regress() -> None:
+            parts.append(regressor([f.image for f in batch]))
+            indices.extend(f.index for f in batch)
+            batch.clear()
             report("regress", len(indices), total)
+
+        for frame in iter_frames(video, start, end, options.stride):
+            batch.append(frame)
+            if len(batch) == per_call:
+                regress()
+        if batch:
+            regress()
     frames = KeypointFrames.concatenate(parts)
     return Keypoints(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
                      image=frames.image_keypoints, detected=frames.detected,
                      frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
-                     image_size=(info.width, info.height))
+                     image_size=(info.width, info.height), twist=frames.twist,
+                     twist_confidence=frames.twist_confidence, betas=frames.betas)
 
 
 def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
@@ -93,6 +112,7 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions =
            body: BodyModel | None = None, progress: Progress | None = None) -> tuple[Motion, Solution]:
     """Re-solves a motion file's stored keypoints with new settings; writes atomically.
 
+    The clip's body shape is kept: a refine changes poses, never the rig's skeleton.
     ``output`` may be ``source`` itself: the old file stays whole until the new one is
     complete.
     """
@@ -103,8 +123,10 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions =
     confidence = old.regressor_confidence
     track = Keypoints(names=tuple(str(n) for n in old.regressor_keypoint_names), keypoints=old.regressor_keypoints,
                       confidence=confidence, image=old.image_keypoints, detected=confidence.sum(axis=1) > 0,
-                      frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])))
-    solution = solve_keypoints(track, solve_options, body, progress)
+                      frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])),
+                      twist=old.regressor_twist, twist_confidence=old.regressor_twist_confidence,
+                      betas=old.regressor_betas)
+    solution = solve_keypoints(track, solve_options, body, progress, shape=old.betas)
     run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
     motion = _motion(track, solution, body or default_body(), run, regressor_name=old.regressor_name,
                      source_video=old.source_video, source_sha256=old.source_sha256)
@@ -130,4 +152,5 @@ def _motion(track: Keypoints, solution: Solution, body: BodyModel, run: dict[str
         twist=solution.twist, twist_confidence=solution.twist_confidence, regressor_name=regressor_name,
         regressor_keypoint_names=np.array(track.names), regressor_keypoints=track.keypoints,
         regressor_confidence=track.confidence, image_keypoints=track.image, options=run,
-        source_video=source_video, source_sha256=source_sha256, engine_version=__version__)
+        source_video=source_video, source_sha256=source_sha256, engine_version=__version__,
+        regressor_twist=track.twist, regressor_twist_confidence=track.twist_confidence, regressor_betas=track.betas)

@@ -122,6 +122,8 @@ class Keypoints:
         confidence: (T, R); image: (T, R, 2) pixels; detected: (T,) a person was found.
         frame_indices: (T,) source frame numbers; fps: of these frames.
         image_size: (width, height) of the video in pixels.
+        twist, twist_confidence: (T, 23) and betas: (10,), where the regressor gives
+            them (HybrIK's network), else None.
     """
 
     names: tuple[str, ...]
@@ -132,6 +134,9 @@ class Keypoints:
     frame_indices: np.ndarray
     fps: float
     image_size: tuple[int, int]
+    twist: np.ndarray | None = None
+    twist_confidence: np.ndarray | None = None
+    betas: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -168,13 +173,23 @@ class Solution:
 
 
 def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
-                    progress: Progress | None = None) -> Solution:
+                    progress: Progress | None = None, shape: np.ndarray | None = None) -> Solution:
     """Solves a clip's SMPL motion from its BlazePose keypoints (see the module docstring).
 
+    HybrIK's 29 keypoints (the paper's regressor, with twist and shape) take their own
+    path, :func:`.hybrik_targets.solve_hybrik_keypoints`.
+
+    Args:
+        shape: (N,) betas to keep (refine keeps the clip's body: other IK settings must
+            not change the rig's skeleton); None fits them to the keypoints.
     Raises:
-        TrackError: no frame with a person, keypoints not BlazePose's, bad options.
+        TrackError: no frame with a person, keypoints neither BlazePose's nor HybrIK's, bad options.
     """
     body = body if body is not None else default_body()
+    if tuple(track.names) == skeleton.KEYPOINT_NAMES:
+        from .hybrik_targets import solve_hybrik_keypoints  # here: it imports this module
+
+        return solve_hybrik_keypoints(track, options, body, progress, shape=shape)
     if tuple(track.names) != LANDMARK_NAMES:
         raise TrackError(f"expected BlazePose's {len(LANDMARK_NAMES)} landmarks, got {len(track.names)} "
                          f"keypoints ({', '.join(track.names[:3])}, ...)")
@@ -210,7 +225,8 @@ def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), bo
     # 3. Targets, shape, twist observations.
     mean_rest = body.rest_keypoints(torch.zeros(1, body.num_betas))[0].numpy()
     targets, target_confidence = blazepose_to_targets(world[valid], confidence[valid], mean_rest)
-    betas = fit_shape(targets, target_confidence, body, device="cpu")
+    betas = (fit_shape(targets, target_confidence, body, device="cpu") if shape is None
+             else torch.as_tensor(shape, dtype=torch.float32))
     rest = body.rest_keypoints(betas[None])[0].numpy()
     targets, target_confidence = blazepose_to_targets(world[valid], confidence[valid], rest)
     raw_targets, _ = blazepose_to_targets(raw_world[valid], confidence[valid], rest)
@@ -226,41 +242,76 @@ def solve_keypoints(track: Keypoints, options: SolveOptions = SolveOptions(), bo
     rotations, ik_translation, residual, local_keypoints, twist, twist_confidence = solved
 
     # 5. Root motion and floor (from the filtered landmarks and their pixels).
-    camera = Camera(*track.image_size, fov_deg=options.fov_deg)
-    offset = fit_translation(world[valid], image[valid], confidence[valid], camera)
-    lost = ~np.isfinite(offset).all(-1)
-    if lost.any():  # too few confident pixels: carry the neighbours' placement
-        offset = fill_gaps(offset, ~lost, max_gap=len(offset))[0]
-    if params is not None:
-        # Depth from apparent size is the noisiest axis; smooth the placement like the pose.
-        offset = one_euro_forward_backward(offset, track.fps, params)
-    translation = ik_translation + offset
-    keypoints = local_keypoints + offset[:, None]
-    targets = targets + offset[:, None]
-    feet = world[valid][:, _FOOT_LANDMARKS] + offset[:, None]
-    ground = fit_ground(feet, np.ones(len(feet), dtype=bool), track.fps)
+    placed = place_in_scene(world[valid], image[valid], confidence[valid], world[valid][:, _FOOT_LANDMARKS],
+                            rotations, ik_translation, local_keypoints, targets, rest[0], track.image_size,
+                            track.fps, options)
+    rotations, translation, keypoints, targets = placed.rotations, placed.translation, placed.keypoints, placed.targets
     info: dict[str, Any] = {"frames": frames, "detected": int(track.detected.sum()), "valid": int(valid.sum()),
                             "interpolated": int(filled.sum()), "held": int(held.sum()),
                             "swapped": int(swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
-                            "floor": None}
-    if ground is not None and options.level_floor:
-        turn, shift = ground.leveling()
-        rotations[:, 0] = turn @ rotations[:, 0]
-        pelvis_rest = rest[0]
-        translation = (translation + pelvis_rest) @ turn.T + shift - pelvis_rest
-        keypoints = keypoints @ turn.T + shift
-        targets = targets @ turn.T + shift
-        info["floor"] = {"normal_camera": ground.normal.tolist(), "height_camera": ground.height,
-                         "contacts": ground.contacts}
+                            "floor": placed.floor}
 
     return Solution(
-        rotations=_quaternions(rotations, valid), translation=_spread(translation, valid),
-        valid=valid, residual_mm=_spread(residual * 1000.0, valid), betas=betas.numpy(),
-        targets=_spread(targets, valid), target_confidence=_spread(target_confidence, valid),
-        twist=_spread(twist, valid), twist_confidence=_spread(twist_confidence, valid),
-        keypoints=_spread(keypoints, valid), local_keypoints=_spread(local_keypoints, valid),
-        raw_targets=_spread(raw_targets, valid),
+        rotations=valid_quaternions(rotations, valid), translation=spread_valid(translation, valid),
+        valid=valid, residual_mm=spread_valid(residual * 1000.0, valid), betas=betas.numpy(),
+        targets=spread_valid(targets, valid), target_confidence=spread_valid(target_confidence, valid),
+        twist=spread_valid(twist, valid), twist_confidence=spread_valid(twist_confidence, valid),
+        keypoints=spread_valid(keypoints, valid), local_keypoints=spread_valid(local_keypoints, valid),
+        raw_targets=spread_valid(raw_targets, valid),
         swapped=swapped, held=held, info=info)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A solved clip's valid frames in the motion file's world frame.
+
+    Attributes:
+        rotations: (V, 24, 3, 3), the root turned with the floor; translation: (V, 3);
+        keypoints, targets: (V, 29, 3); floor: the floor found and levelled (JSON-able:
+        its normal and height in the camera frame, contacts), or None.
+    """
+
+    rotations: np.ndarray
+    translation: np.ndarray
+    keypoints: np.ndarray
+    targets: np.ndarray
+    floor: dict[str, Any] | None
+
+
+def place_in_scene(points: np.ndarray, pixels: np.ndarray, confidence: np.ndarray, feet: np.ndarray,
+                   rotations: np.ndarray, ik_translation: np.ndarray, local_keypoints: np.ndarray,
+                   targets: np.ndarray, pelvis_rest: np.ndarray, image_size: tuple[int, int], fps: float,
+                   options: SolveOptions) -> Placed:
+    """Root motion from the pinhole fit of metric keypoints to their pixels, then the floor.
+
+    Args:
+        points: (V, R, 3) the regressor's metric keypoints (filtered, y-up, about the
+            hips); pixels: (V, R, 2); confidence: (V, R); feet: (V, F, 3) foot points in
+            the frame of ``points``.
+        rotations: (V, 24, 3, 3), ik_translation: (V, 3), local_keypoints and targets:
+            (V, 29, 3): the IK's solution and inputs about the hips; pelvis_rest: (3,).
+    """
+    camera = Camera(*image_size, fov_deg=options.fov_deg)
+    offset = fit_translation(points, pixels, confidence, camera)
+    lost = ~np.isfinite(offset).all(-1)
+    if lost.any():  # too few confident pixels: carry the neighbours' placement
+        offset = fill_gaps(offset, ~lost, max_gap=len(offset))[0]
+    params = options.filter_params()
+    if params is not None:
+        # Depth from apparent size is the noisiest axis; smooth the placement like the pose.
+        offset = one_euro_forward_backward(offset, fps, params)
+    translation = ik_translation + offset
+    keypoints = local_keypoints + offset[:, None]
+    targets = targets + offset[:, None]
+    ground = fit_ground(feet + offset[:, None], np.ones(len(feet), dtype=bool), fps)
+    if ground is None or not options.level_floor:
+        return Placed(rotations, translation, keypoints, targets, None)
+    turn, shift = ground.leveling()
+    rotations = rotations.copy()
+    rotations[:, 0] = turn @ rotations[:, 0]
+    translation = (translation + pelvis_rest) @ turn.T + shift - pelvis_rest
+    return Placed(rotations, translation, keypoints @ turn.T + shift, targets @ turn.T + shift,
+                  {"normal_camera": ground.normal.tolist(), "height_camera": ground.height, "contacts": ground.contacts})
 
 
 def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, betas: torch.Tensor,
@@ -296,7 +347,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
         twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
         twist = torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES))
         if round_ == 1 and options.smoothing > 0:
-            reference = _smoothed_rotations(pose, fps, options)
+            reference = smoothed_rotations(pose, fps, options)
         results = chunked(lambda s: solve(
             t[s], c[s], twist=twist[s], twist_confidence=twist_confidence[s], init=pose[s],
             reference=None if reference is None else reference[s], reference_weight=options.reference_weight,
@@ -323,14 +374,14 @@ def _despike(angles: np.ndarray, window: int) -> np.ndarray:
     return np.arctan2(np.sin(median), np.cos(median)).astype(np.float32)
 
 
-def _smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:
+def smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:
     """(T, 24, 3, 3) rotations filtered through continuous quaternions -> (T, 24, 3, 3)."""
     quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
     smooth = one_euro_forward_backward(quat, fps, options.filter_params())
     return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))
 
 
-def _quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def valid_quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Valid frames' rotations as continuous wxyz quaternions; identity elsewhere -> (T, 24, 4)."""
     xyzw = roma.rotmat_to_unitquat(torch.from_numpy(rotations).double()).numpy()
     wxyz = quaternion_continuity(np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1))
@@ -340,7 +391,7 @@ def _quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _spread(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def spread_valid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Rows for the valid frames -> all frames, zeros where invalid."""
     out = np.zeros((len(valid), *values.shape[1:]), dtype=np.float32)
     out[valid] = values

@@ -290,3 +290,13 @@ def test_exported_frames_are_the_asked_ones_scaled(clips: dict[str, Path], tmp_p
         assert image[-5, :, 2].mean() > 200 and image[-5, :, 0].mean() < 60  # red stays red
     with pytest.raises(VideoError, match="no frame 45"):
         export_frames(clips["avi"], [5, 45], tmp_path / "beyond")
+
+
+def test_frames_command(clips: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ikol_engine.cli import main
+
+    assert main(["frames", str(clips["mp4"]), "--at", "7", "2", "-o", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "frame_000007.png"), str(tmp_path / "frame_000002.png")]
+    assert decode_index(cv2.cvtColor(cv2.imread(str(tmp_path / "frame_000007.png")), cv2.COLOR_BGR2RGB)) == 7
+    assert main(["frames", str(clips["mp4"]), "--at", "99", "-o", str(tmp_path / "none")]) == 2
+    assert "decodes from frame 99" in capsys.readouterr().err

@@ -80,6 +80,9 @@ def test_refine_rewrites_from_stored_keypoints(analysed, tmp_path: Path) -> None
     assert refined.options["solve"]["iterations"] == 2 and refined.options["solve"]["smoothing"] == 0.0
     assert not np.allclose(refined.rotations, motion.rotations)
     assert refined.residual_mm[refined.valid].mean() < 30.0
+    # Same person, same rig: unsmoothed keypoints must not give the body another skeleton.
+    assert np.array_equal(refined.betas, motion.betas)
+    assert np.abs(refined.rest_joints - motion.rest_joints).max() < 1e-6
 
 
 def test_cli_analyze_and_refine_and_errors(analysed, tmp_path: Path) -> None:

@@ -18,24 +18,38 @@ __all__ = [
 ]
 
 
-def _blazepose(argument: str, model_complexity: int) -> Regressor:
+def _blazepose(argument: str, model_complexity: int, batch_size: int | None) -> Regressor:
     if argument:
         raise ValueError(f"the blazepose regressor takes no argument, got {argument!r}")
     return BlazePoseRegressor(model_complexity=model_complexity)
 
 
-# Spec name -> builder taking (the spec's text after "name:", "" if none, and the model
-# complexity). A new backend is one more entry.
-_BACKENDS: dict[str, Callable[[str, int], Regressor]] = {"blazepose": _blazepose}
+def _onnx(argument: str, model_complexity: int, batch_size: int | None) -> Regressor:
+    if not argument:
+        raise ValueError("the onnx regressor needs the model file: onnx:PATH (write one with "
+                         "`ikol-engine export-onnx --checkpoint CKPT -o PATH`)")
+    # Imported here: the ONNX backend is optional and pulls in onnxruntime.
+    from .onnx_regressor import OnnxRegressor
+
+    return OnnxRegressor(argument, model_complexity=model_complexity, batch_size=batch_size)
 
 
-def create_regressor(spec: str = "blazepose", model_complexity: int = 1) -> Regressor:
+# Spec name -> builder taking (the spec's text after "name:", "" if none, the model
+# complexity, and the frames per network run or None). A new backend is one more entry.
+_BACKENDS: dict[str, Callable[[str, int, int | None], Regressor]] = {"blazepose": _blazepose, "onnx": _onnx}
+
+
+def create_regressor(spec: str = "blazepose", model_complexity: int = 1, batch_size: int | None = None) -> Regressor:
     """Build the regressor a spec names: ``"blazepose"``, or ``"name:argument"`` for
-    backends that take one (such as a model path).
+    backends that take one, such as ``"onnx:regressor.onnx"`` (HybrIK's ResNet-34,
+    exported by ``ikol-engine export-onnx``).
 
     Args:
         spec: backend name, optionally followed by ``:`` and the backend's argument.
-        model_complexity: model size for backends that offer several (BlazePose: 0, 1, 2).
+        model_complexity: model size for backends that offer several (BlazePose: 0, 1, 2;
+            the ONNX backend uses BlazePose for its person boxes).
+        batch_size: frames per network run, for backends that batch (ONNX); None lets
+            the backend choose.
 
     Raises:
         ValueError: unknown backend (the message lists the known ones), or an argument the
@@ -46,4 +60,4 @@ def create_regressor(spec: str = "blazepose", model_complexity: int = 1) -> Regr
     builder = _BACKENDS.get(name.strip().lower())
     if builder is None:
         raise ValueError(f"unknown regressor {spec!r}; known: {', '.join(sorted(_BACKENDS))}")
-    return builder(argument, model_complexity)
+    return builder(argument, model_complexity, batch_size)

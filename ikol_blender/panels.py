@@ -18,12 +18,15 @@ def _progress(layout: bpy.types.UILayout, kind: str) -> bool:
     return True
 
 
-class IKOL_PT_main(bpy.types.Panel):
-    bl_label = "IKOL Mocap"
-    bl_idname = "IKOL_PT_main"
+class _Sidebar:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "IKOL"
+
+
+class IKOL_PT_main(_Sidebar, bpy.types.Panel):
+    bl_label = "IKOL Mocap"
+    bl_idname = "IKOL_PT_main"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -36,12 +39,9 @@ class IKOL_PT_main(bpy.types.Panel):
             layout.operator(IKOL_OT_import_video.bl_idname, text="Import Video...", icon="FILE_MOVIE")
 
 
-class IKOL_PT_refine(bpy.types.Panel):
+class IKOL_PT_refine(_Sidebar, bpy.types.Panel):
     bl_label = "Refine IK"
     bl_idname = "IKOL_PT_refine"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "IKOL"
     bl_parent_id = "IKOL_PT_main"
 
     @classmethod

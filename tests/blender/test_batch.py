@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import ikol_blender
-from ikol_blender import batch, engine_process, importer, keyframes
+from ikol_blender import batch, engine_process, importer
+from blender_curves import fcurves, keys
 from ikol_engine import samples, skeleton
 from ikol_engine.motion import Motion, read_motion
 
@@ -62,19 +63,6 @@ def batch_run(video, tmp_path_factory) -> BatchRun:
 
 def valid_blender_frames(motion: Motion) -> np.ndarray:
     return importer.blender_frames(motion.frame_indices[motion.valid])
-
-
-def fcurves(obj: bpy.types.Object):
-    animation = obj.animation_data
-    if keyframes.is_slotted():
-        return animation.action.layers[0].strips[0].channelbag(animation.action_slot).fcurves
-    return animation.action.fcurves
-
-
-def key_frames(curve: bpy.types.FCurve) -> np.ndarray:
-    co = np.empty(2 * len(curve.keyframe_points), dtype=np.float32)
-    curve.keyframe_points.foreach_get("co", co)
-    return co[0::2]
 
 
 def only(objects, kind: str) -> bpy.types.Object:
@@ -144,7 +132,7 @@ def test_blend_reopens_with_the_keyed_rig(batch_run, blank):
     curves = fcurves(armature)
     assert len(curves) == 4 * BONES + 3 + 1  # rotations, root location, residual
     for curve in curves:
-        assert np.array_equal(key_frames(curve), valid_blender_frames(motion))
+        assert np.array_equal(keys(curve)[:, 0], valid_blender_frames(motion))
 
 
 def test_bvh_has_every_bone_and_frame(batch_run, blank):

@@ -8,24 +8,10 @@ import numpy as np
 import pytest
 
 from ikol_blender import bone_space, importer, keyframes, rig
+from blender_curves import fcurves, keys
 from ikol_engine.motion import MotionFileError
 
 MM = 1e-3
-
-
-def fcurves(obj: bpy.types.Object):
-    """The F-Curves animating ``obj``, through whichever action API this Blender has."""
-    animation = obj.animation_data
-    if keyframes.is_slotted():
-        return animation.action.layers[0].strips[0].channelbag(animation.action_slot).fcurves
-    return animation.action.fcurves
-
-
-def keys(curve: bpy.types.FCurve) -> np.ndarray:
-    """(K, 2) frame and value of each key."""
-    co = np.empty(2 * len(curve.keyframe_points), dtype=np.float32)
-    curve.keyframe_points.foreach_get("co", co)
-    return co.reshape(-1, 2)
 
 
 def data_counts() -> dict[str, int]:

@@ -48,14 +48,9 @@ def scene_state():
 
 
 def curve_values(armature) -> dict[tuple[str, int], np.ndarray]:
-    from ikol_blender.keyframes import _curves
+    from blender_curves import fcurves, keys
 
-    out = {}
-    for curve in _curves(armature, armature.animation_data.action):
-        values = np.empty(2 * len(curve.keyframe_points), dtype=np.float32)
-        curve.keyframe_points.foreach_get("co", values)
-        out[(curve.data_path, curve.array_index)] = values.reshape(-1, 2)
-    return out
+    return {(curve.data_path, curve.array_index): keys(curve) for curve in fcurves(armature)}
 
 
 @pytest.fixture(scope="module")

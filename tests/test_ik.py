@@ -83,6 +83,25 @@ def test_iterations_fix_a_bad_start(body, case, generator):
     assert (solved.keypoints - case.keypoints).norm(dim=-1).median() < 1 * MM
 
 
+def test_tolerance_stops_once_steps_stop_paying(body, case, generator, monkeypatch):
+    from ikol_engine.ik import solver
+
+    steps = []
+    step = solver.levenberg_marquardt_step
+    monkeypatch.setattr(solver, "levenberg_marquardt_step", lambda *args: steps.append(1) or step(*args))
+    noisy = case.keypoints + 10 * MM * torch.randn(case.keypoints.shape, generator=generator)
+    every = solve(noisy, case.confidence, case.betas, case.twist, iterations=20, body=body, device="cpu")
+    assert len(steps) == 20
+    steps.clear()
+    early = solve(noisy, case.confidence, case.betas, case.twist, iterations=20, tolerance=1e-2, body=body,
+                  device="cpu")
+    assert 1 < len(steps) < 20, len(steps)
+    # What the skipped steps would still have given is well under the keypoints' noise.
+    assert (early.keypoints - every.keypoints).norm(dim=-1).mean() < 1 * MM
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        solve(noisy, case.confidence, tolerance=-1.0, body=body, device="cpu")
+
+
 def test_noise_degrades_gracefully(body, case, generator):
     errors = []
     for sigma in (0.0, 5 * MM, 10 * MM, 20 * MM):

@@ -53,6 +53,7 @@ def solve(
     reference: Any = None,
     reference_weight: float = 0.0,
     iterations: int = 5,
+    tolerance: float = 0.0,
     body: BodyModel | None = None,
     device: str | torch.device = "auto",
     prior_weight: float = 1e-6,
@@ -79,6 +80,9 @@ def solve(
             ``reference_weight`` (m^2 per rad^2): the temporal term, given the
             temporally smoothed solution of a first pass.
         iterations: Gauss-Newton steps; 0 returns the closed form (or ``init``).
+        tolerance: stop before ``iterations`` once a step lowers the batch's summed
+            objective by less than this fraction of it (0: always take every step, as
+            unrolled training wants).
         body: the body model (default: the bundled licence-clean body).
         device: "auto", "cpu", "cuda" or "cuda:N"; results come back on the
             device ``targets`` came on.
@@ -94,7 +98,7 @@ def solve(
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
         raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
     for name, value in (("prior_weight", prior_weight), ("twist_weight", twist_weight), ("damping", damping),
-                        ("reference_weight", reference_weight)):
+                        ("reference_weight", reference_weight), ("tolerance", tolerance)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
     if prior_weight + damping <= 0:
@@ -139,7 +143,10 @@ def solve(
     if iterations:
         state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem)
         for _ in range(iterations):
+            before = state.cost.sum()
             state = levenberg_marquardt_step(state, problem)
+            if tolerance and before - state.cost.sum() <= tolerance * before:
+                break
         rotations, translation = state.rotations, state.translation
 
     _, keypoints = forward_kinematics(rotations, offsets, translation, tree)

@@ -76,7 +76,7 @@ class _EngineTaskOperator:
         if event.type == "ESC" and event.value == "PRESS":
             self.task.cancel()
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or event.timer is not self.timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
         outcome = self.task.tick(context)
         manager = context.window_manager

@@ -194,3 +194,41 @@ def test_operators_run_in_place_in_background_mode(session, tmp_path, monkeypatc
         assert operators.RUNNING == {}
     finally:
         ikol_blender.unregister()
+
+
+def test_modal_operator_shows_progress_cancels_on_esc_and_cleans_up(session, tmp_path):
+    """The modal handler itself, fed timer and Esc events as Blender's event loop would."""
+    from types import SimpleNamespace
+
+    from ikol_blender import operators
+    from ikol_blender.tasks import ImportVideoTask
+
+    calls, reports = [], []
+    manager = SimpleNamespace(windows=[], progress_update=lambda value: calls.append(("progress", value)),
+                              event_timer_remove=lambda timer: calls.append(("timer removed", timer)),
+                              progress_end=lambda: calls.append(("progress end",)))
+    context = SimpleNamespace(window_manager=manager,
+                              workspace=SimpleNamespace(status_text_set=lambda text: calls.append(("status", text))))
+    task = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "modal.npz")
+    task.start()
+    operator = SimpleNamespace(task=task, timer="the timer", kind="import",
+                               report=lambda level, message: reports.append((level, message)))
+    operator.conclude = lambda outcome: operators._EngineTaskOperator.conclude(operator, outcome)
+    operators.RUNNING["import"] = task
+    modal = operators._EngineTaskOperator.modal
+    timer, esc = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(type="ESC", value="PRESS")
+    assert modal(operator, context, SimpleNamespace(type="MOUSEMOVE", value="NOTHING")) == {"PASS_THROUGH"}
+    deadline = time.monotonic() + TIMEOUT_S
+    while task.fraction < 0.05:
+        assert modal(operator, context, timer) == {"RUNNING_MODAL"} and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert modal(operator, context, esc) == {"RUNNING_MODAL"}  # Esc asks; the engine's answer ends it
+    while (result := modal(operator, context, timer)) == {"RUNNING_MODAL"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert result == {"CANCELLED"} and reports == [({"INFO"}, "Import cancelled; nothing was changed")]
+    progress = [value for kind, *value in calls if kind == "progress" for value in value]
+    assert progress == sorted(progress) and 5 <= progress[-1] < 90
+    assert any(kind == "status" and text and "Esc to cancel" in text for kind, *rest in calls for text in rest[:1])
+    assert calls[-3:] == [("timer removed", "the timer"), ("progress end",), ("status", None)]
+    assert operators.RUNNING == {} and not (tmp_path / "modal.npz").exists()

@@ -18,6 +18,8 @@ from pathlib import Path
 from ikol_engine.atomic_file import atomic_path
 
 ROOT = Path(__file__).resolve().parent
+#: The engine's pinned requirements at the zip's root, for Set Up Engine and for `pip install -r`.
+REQUIREMENTS_NAME = "engine_requirements.txt"
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 
@@ -29,6 +31,13 @@ class ValidationError(Exception):
 def _sources(package: Path) -> list[Path]:
     return sorted(p for p in package.rglob("*")
                   if p.is_file() and not SKIP_PARTS & set(p.parts) and p.suffix not in SKIP_SUFFIXES)
+
+
+def engine_requirements() -> str:
+    """The requirements file's text: pyproject.toml's dependencies, one a line."""
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    header = "# The IKOL engine's pinned requirements (from pyproject.toml): pip install -r engine_requirements.txt\n"
+    return header + "".join(f"{requirement}\n" for requirement in dependencies)
 
 
 def blender_validator() -> Path | None:
@@ -57,6 +66,7 @@ def build(output: Path | None = None, validator: Path | None = None) -> Path:
     with atomic_path(output) as partial:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(ROOT / "blender_manifest.toml", "blender_manifest.toml")
+            archive.writestr(REQUIREMENTS_NAME, engine_requirements())
             for path in _sources(ROOT / "ikol_blender"):
                 archive.write(path, path.relative_to(ROOT / "ikol_blender").as_posix())
             # The engine travels inside the add-on so it can start without a checkout.

@@ -44,7 +44,7 @@ def cli_command(argv: Sequence[str]) -> int:
 
 def register() -> None:
     global _cli_registration
-    bpy.utils.register_class(preferences.IKOLPreferences)
+    preferences.register()
     operators.register()
     panels.register()
     _cli_registration = CliRegistration(bpy.utils.register_cli_command(CLI_COMMAND, cli_command), cli_command)
@@ -57,4 +57,4 @@ def unregister() -> None:
         _cli_registration = None
     panels.unregister()
     operators.unregister()
-    bpy.utils.unregister_class(preferences.IKOLPreferences)
+    preferences.unregister()

@@ -61,7 +61,8 @@ def test_build_validates_and_lays_out_the_zip(built):
     assert result.stdout.strip() == str(archive)
     assert "blender_ext.py validate: Success" in result.stderr
     names = zipfile.ZipFile(archive).namelist()
-    for name in ("blender_manifest.toml", "__init__.py", "batch.py", "engine_process.py", "importer.py",
+    for name in ("blender_manifest.toml", "engine_requirements.txt", "__init__.py", "batch.py", "engine_process.py",
+                 "engine_setup.py", "importer.py",
                  "vendor/ikol_engine/cli.py", "vendor/ikol_engine/motion.py",
                  "vendor/ikol_engine/body/data/default_body.npz"):
         assert name in names

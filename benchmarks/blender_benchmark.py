@@ -98,7 +98,8 @@ def through_the_server(folder: Path, repeats: int) -> dict[str, Any]:
     """The sample imported end to end, then refine round trips of a 1,000-frame clip."""
     session = EngineSession(lambda: EngineClient([sys.executable, "-m", "ikol_engine.server"]))
     try:
-        session.submit("info")  # starts the server; its start-up is not the import's cost
+        started = session.submit("info")  # the server's start-up is not the import's cost
+        session.pump_until(started, 120)
         bpy.ops.wm.read_factory_settings(use_empty=True)
         task = ImportVideoTask(session, video=samples.demo_video(), output=folder / "sample.npz",
                                options={"end_s": SAMPLE_END_S})

@@ -19,7 +19,7 @@ from .importer import MOTION_PROPERTY
 from .tasks import ImportVideoTask, Outcome, RefineTask, motion_path
 
 VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
-_TICK_S = 0.1
+TICK_S = 0.1
 
 
 def _make_client() -> EngineClient:
@@ -46,6 +46,20 @@ def _redraw(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
+def begin_modal(operator: bpy.types.Operator, context: bpy.types.Context) -> set[str]:
+    """Makes ``operator`` modal, ticked by a timer, with the window's progress indicator on."""
+    manager = context.window_manager
+    operator.timer = manager.event_timer_add(TICK_S, window=context.window)
+    manager.modal_handler_add(operator)
+    manager.progress_begin(0, 100)
+    return {"RUNNING_MODAL"}
+
+
+def end_modal(operator: bpy.types.Operator, context: bpy.types.Context) -> None:
+    context.window_manager.event_timer_remove(operator.timer)
+    context.window_manager.progress_end()
+
+
 class _EngineTaskOperator:
     """Runs ``self.task`` to its outcome: modal with a window, in place without one."""
 
@@ -63,14 +77,10 @@ class _EngineTaskOperator:
         self.task = task
         if bpy.app.background or context.window is None:
             while (outcome := task.tick(context)) is None:
-                task.session.pump_until(task.job, _TICK_S)
+                task.session.pump_until(task.job, TICK_S)
             return self.conclude(outcome)
         RUNNING[self.kind] = task
-        manager = context.window_manager
-        self.timer = manager.event_timer_add(_TICK_S, window=context.window)
-        manager.modal_handler_add(self)
-        manager.progress_begin(0, 100)
-        return {"RUNNING_MODAL"}
+        return begin_modal(self, context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC" and event.value == "PRESS":
@@ -87,8 +97,7 @@ class _EngineTaskOperator:
         _redraw(context)
         if outcome is None:
             return {"RUNNING_MODAL"}
-        manager.event_timer_remove(self.timer)
-        manager.progress_end()
+        end_modal(self, context)
         if context.workspace is not None:
             context.workspace.status_text_set(None)
         RUNNING.pop(self.kind, None)

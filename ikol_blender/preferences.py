@@ -208,17 +208,13 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
             SETUP.run(on_line=lambda line: print(line, flush=True))
             return self._conclude(context)
         SETUP.start()
-        manager = context.window_manager
-        self.timer = manager.event_timer_add(_TICK_S, window=context.window)
-        manager.modal_handler_add(self)
-        manager.progress_begin(0, 100)
-        return {"RUNNING_MODAL"}
+        return operators.begin_modal(self, context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC" and event.value == "PRESS":
             SETUP.cancel()
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or event.timer is not self.timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
         SETUP.poll()
         context.window_manager.progress_update(int(100 * SETUP.fraction))
@@ -234,8 +230,7 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
         bpy.app.timers.register(_poll_detached_setup, first_interval=_TICK_S, persistent=True)
 
     def _end_modal(self, context: bpy.types.Context) -> None:
-        context.window_manager.event_timer_remove(self.timer)
-        context.window_manager.progress_end()
+        operators.end_modal(self, context)
         _redraw_preferences(context)
 
     def _conclude(self, context: bpy.types.Context) -> set[str]:
@@ -350,7 +345,7 @@ class IKOL_OT_check_engine(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if event.type != "TIMER" or event.timer is not self.timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
         operators.SESSION.pump()
         if not self.job.finished and time.monotonic() < self.deadline:

@@ -49,6 +49,9 @@ def installed(built):
     for submodule in ("engine_process", "engine_link"):  # reached below as attributes of the package
         importlib.import_module(f"{PACKAGE}.{submodule}")
     yield addon
+    # Disabled first: bpy 4.2 as a module crashes at exit (a Python UI type freed after
+    # Python's end) when the uninstall itself disables an add-on with operators.
+    addon_utils.disable(PACKAGE, default_set=True)
     repos = bpy.context.preferences.extensions.repos
     index = next(i for i, repo in enumerate(repos) if repo.module == "user_default")
     bpy.ops.extensions.package_uninstall(repo_directory=repos[index].directory, repo_index=index, pkg_id="ikol_mocap")

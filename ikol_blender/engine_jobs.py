@@ -164,9 +164,16 @@ class EngineSession:
             client.stop()  # its exit event is about a shutdown we asked for: not an error
 
     def _started(self) -> EngineClient:
+        if self.client is not None and not self.client.running:
+            # Died since the last pump: its exit event must still fail the jobs it held.
+            dead = self.client
+            dead.stop()
+            for event in dead.poll():
+                self._dispatch(event)
         if self.client is None or not self.client.running:
             self.client = self.make_client()
             self.client.start()
+            self.engine_error = ""
         return self.client
 
     def _dispatch(self, event: dict[str, Any]) -> None:

@@ -172,6 +172,24 @@ def test_a_killed_engine_is_reported_and_a_restart_serves_again(session, importe
     assert run(task, bpy.context).status == "FINISHED"
 
 
+def test_a_request_after_an_unnoticed_death_fails_the_orphans_and_runs(session, imported, tmp_path):
+    import bpy
+
+    from ikol_blender.engine_jobs import JobPhase
+    from ikol_blender.tasks import ImportVideoTask, RefineTask
+
+    orphan = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "orphan.npz")
+    orphan.start()
+    process = session.client._process
+    process.kill()
+    process.wait()
+    # No pump in between: the next request finds the engine dead before its exit was read.
+    task = RefineTask(session, armature_name=imported[0], output=tmp_path / "next.npz")
+    task.start()
+    assert orphan.job.phase is JobPhase.FAILED and "exit code -9" in orphan.job.message
+    assert run(task, bpy.context).status == "FINISHED" and session.engine_error == ""
+
+
 def test_operators_run_in_place_in_background_mode(session, tmp_path, monkeypatch):
     import bpy
 

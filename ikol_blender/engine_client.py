@@ -46,11 +46,6 @@ class EngineClient:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    @property
-    def stderr_tail(self) -> list[str]:
-        """The last lines the server wrote to stderr (tracebacks, library warnings)."""
-        return list(self._stderr)
-
     def start(self) -> None:
         """Starts the server (an argument list, never a shell); its ``ready`` event follows.
 

@@ -128,8 +128,15 @@ class EngineSession:
             return
         job.cancel_requested = True
         job.phase = JobPhase.CANCELLING
+        client = self.client
+        if client is None or not client.running:
+            # The engine that had the job is gone; its exit event (if still queued) ends the job.
+            self._forget_dead_client()
+            job.handle({"event": "error", "kind": "cancelled"})
+            self.jobs.pop(job.request_id, None)
+            return
         try:
-            self._started().send("cancel", target=job.request_id)
+            client.send("cancel", target=job.request_id)
         except EngineGone as error:
             job.phase, job.message = JobPhase.FAILED, str(error)
 
@@ -164,17 +171,23 @@ class EngineSession:
             client.stop()  # its exit event is about a shutdown we asked for: not an error
 
     def _started(self) -> EngineClient:
-        if self.client is not None and not self.client.running:
-            # Died since the last pump: its exit event must still fail the jobs it held.
-            dead = self.client
-            dead.stop()
-            for event in dead.poll():
-                self._dispatch(event)
-        if self.client is None or not self.client.running:
+        self._forget_dead_client()
+        if self.client is None:
             self.client = self.make_client()
             self.client.start()
             self.engine_error = ""
         return self.client
+
+    def _forget_dead_client(self) -> None:
+        """Drops a client whose engine died since the last pump; its exit event still
+        fails the jobs it held."""
+        dead = self.client
+        if dead is None or dead.running:
+            return
+        dead.stop()
+        for event in dead.poll():
+            self._dispatch(event)
+        self.client = None
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -185,6 +198,8 @@ class EngineSession:
             for job in self.jobs.values():
                 job.handle(event)
             self.jobs.clear()
+            if self.client is not None and not self.client.running:
+                self.client.stop()  # closes its pipes; the process is gone, so nothing waits
             self.client = None
         elif (job := self.jobs.get(event.get("id"))) is not None:
             job.handle(event)

@@ -58,7 +58,7 @@ _NEW_GROUP = {} if os.name == "nt" else {"start_new_session": True}
 
 #: Returns the modules a Python lacks.
 Verify = Callable[[Path], list[str]]
-LineCallback = Callable[[str], None]
+LineCallback = engine_process.LineCallback
 
 
 class Step(enum.Enum):

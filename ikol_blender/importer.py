@@ -99,7 +99,8 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     """Rewrites the keys of an imported rig's Action from a re-solved motion file, in place.
 
     The rig, its Action and its F-Curves stay (so do the animator's curve settings);
-    only the keys change, and the rig then points at the new file.
+    only the keys change, the rig then points at the new file, and the import's camera
+    moves to where the new solve puts it.
 
     Raises:
         MotionFileError: the file is missing or malformed.
@@ -120,6 +121,11 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
         raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to key")
     keyframes.rewrite_keys(armature, animation.action, _channels(armature, motion))
     armature[MOTION_PROPERTY] = str(motion_path)
+    # The re-solve fitted the floor again, and with it where the camera stands.
+    camera, camera_object = video_camera(motion), bpy.data.objects.get(armature.get(CAMERA_PROPERTY, ""))
+    if camera is not None and camera_object is not None and camera_object.type == "CAMERA":
+        camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
+        camera_object.data.angle = np.radians(camera.fov_deg)
 
 
 def blender_frames(frame_indices: np.ndarray) -> np.ndarray:

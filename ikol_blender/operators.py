@@ -12,6 +12,7 @@ from pathlib import Path
 import bpy
 
 from . import preferences
+from .devices import DEVICE_ITEMS
 from .engine_client import EngineClient, EngineGone
 from .engine_jobs import EngineSession
 from .engine_process import EngineUnavailable, resolve_engine
@@ -39,10 +40,11 @@ def ikol_armature(context: bpy.types.Context) -> bpy.types.Object | None:
     return obj if obj is not None and obj.type == "ARMATURE" and MOTION_PROPERTY in obj else None
 
 
-def _redraw(context: bpy.types.Context) -> None:
+def redraw(context: bpy.types.Context, area_types: frozenset[str] = frozenset({"VIEW_3D", "PROPERTIES"})) -> None:
+    """Redraws the areas showing IKOL's state (panels draw only when asked)."""
     for window in context.window_manager.windows:
         for area in window.screen.areas:
-            if area.type in {"VIEW_3D", "PROPERTIES", "PREFERENCES"}:
+            if area.type in area_types:
                 area.tag_redraw()
 
 
@@ -94,25 +96,32 @@ class _EngineTaskOperator:
         if context.workspace is not None:
             context.workspace.status_text_set(
                 f"IKOL {self.kind}: {self.task.status} {100 * self.task.fraction:.0f}% (Esc to cancel)")
-        _redraw(context)
+        redraw(context)
         if outcome is None:
             return {"RUNNING_MODAL"}
         end_modal(self, context)
         if context.workspace is not None:
             context.workspace.status_text_set(None)
         RUNNING.pop(self.kind, None)
-        _redraw(context)
+        redraw(context)
         return self.conclude(outcome)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator itself (a file loaded, the window closed): the job is
+        cancelled, nothing is imported, and the next import or refine may start."""
+        self.task.cancel()
+        end_modal(self, context)
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        RUNNING.pop(self.kind, None)
 
     def conclude(self, outcome: Outcome) -> set[str]:
         self.report({outcome.level}, outcome.message)
         return {outcome.status}
 
 
-def _device_items(self, context) -> list[tuple[str, str, str]]:
-    return [("PREFERENCE", "Default", "The device set in the add-on's preferences"),
-            ("auto", "Auto", "The GPU when the engine's torch has CUDA, else the CPU"),
-            ("cpu", "CPU", "Always the CPU"), ("cuda", "GPU (CUDA)", "The first CUDA GPU")]
+_DEVICE_ITEMS = [("PREFERENCE", "Default", "The device set in the add-on's preferences"),
+                 *DEVICE_ITEMS]
 
 
 class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
@@ -128,7 +137,7 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
     start: bpy.props.FloatProperty(name="Start (s)", min=0.0, default=0.0, description="First second to analyse")
     end: bpy.props.FloatProperty(name="End (s)", min=0.0, default=0.0,
                                  description="Second to stop at; 0 analyses to the end")
-    device: bpy.props.EnumProperty(name="Device", items=_device_items)
+    device: bpy.props.EnumProperty(name="Device", items=_DEVICE_ITEMS)
     iterations: bpy.props.IntProperty(name="Iterations", min=0, max=100, default=5,
                                       description="Gauss-Newton steps of the IK")
     smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=3.0, default=1.0,
@@ -153,8 +162,13 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
             self.report({"ERROR"}, "End must come after Start (or be 0 for the whole video)")
             return {"CANCELLED"}
         device = preferences.default_device() if self.device == "PREFERENCE" else self.device
+        try:
+            output = motion_path(preferences.motion_folder(), video.stem)
+        except OSError as error:
+            self.report({"ERROR"}, f"cannot write motion files there (Preferences > Motion files): {error}")
+            return {"CANCELLED"}
         task = ImportVideoTask(
-            SESSION, video=video, output=motion_path(preferences.motion_folder(), video.stem),
+            SESSION, video=video, output=output,
             options={"start_s": self.start or None, "end_s": self.end or None,
                      "model_complexity": int(self.model_complexity)},
             solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
@@ -180,10 +194,14 @@ class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
         if not source.is_file():
             self.report({"ERROR"}, f"the rig's motion file {source} is gone; import the video again")
             return {"CANCELLED"}
-        settings = armature.ikol_refine
-        task = RefineTask(SESSION, armature_name=armature.name,
-                          output=motion_path(source.parent, source.stem.split("_refined")[0] + "_refined"),
-                          solve=settings.solve_options(preferences.default_device()), body=preferences.body_model())
+        try:
+            output = motion_path(source.parent, source.stem.split("_refined")[0] + "_refined")
+        except OSError as error:
+            self.report({"ERROR"}, f"cannot write the refined motion beside {source}: {error}")
+            return {"CANCELLED"}
+        task = RefineTask(SESSION, armature_name=armature.name, output=output,
+                          solve=armature.ikol_refine.solve_options(preferences.default_device()),
+                          body=preferences.body_model())
         return self.run(context, task)
 
 

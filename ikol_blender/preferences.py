@@ -18,6 +18,7 @@ import bpy
 
 # Module imports, not names: operators and engine_process import this module in turn.
 from . import engine_process, engine_setup, operators
+from .devices import DEVICE_ITEMS
 from .engine_client import EngineGone
 from .engine_jobs import EngineJob, JobPhase
 from .engine_setup import EngineSetup, Phase
@@ -48,8 +49,7 @@ class IKOLPreferences(bpy.types.AddonPreferences):
 
     device: bpy.props.EnumProperty(
         name="Default device", default="auto",
-        items=[("auto", "Auto", "The GPU when the engine's torch has CUDA, else the CPU"),
-               ("cpu", "CPU", "Always the CPU"), ("cuda", "GPU (CUDA)", "The first CUDA GPU")])
+        items=DEVICE_ITEMS)
     body_model: bpy.props.StringProperty(
         name="SMPL model file", subtype="FILE_PATH",
         description="SMPL .pkl/.npz you obtained under SMPL's licence; empty uses the bundled licence-free body")
@@ -168,10 +168,7 @@ def _setup_running() -> bool:
 
 
 def _redraw_preferences(context: bpy.types.Context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
+    operators.redraw(context, frozenset({"PREFERENCES"}))
 
 
 class IKOL_OT_setup_engine(bpy.types.Operator):
@@ -206,7 +203,7 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
                             engine_setup.torch_index_arguments(torch_build))
         if bpy.app.background or context.window is None:
             SETUP.run(on_line=lambda line: print(line, flush=True))
-            return self._conclude(context)
+            return self._conclude()
         SETUP.start()
         return operators.begin_modal(self, context)
 
@@ -222,7 +219,7 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
         if not SETUP.finished:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
-        return self._conclude(context)
+        return self._conclude()
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender ends the operator (its window closed, a file loaded): the setup goes on, polled by an app timer."""
@@ -233,7 +230,7 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
         operators.end_modal(self, context)
         _redraw_preferences(context)
 
-    def _conclude(self, context: bpy.types.Context) -> set[str]:
+    def _conclude(self) -> set[str]:
         level, message = _conclude_setup()
         self.report({level}, message)
         return {"FINISHED" if level == "INFO" else "CANCELLED"}
@@ -339,10 +336,7 @@ class IKOL_OT_check_engine(bpy.types.Operator):
         if bpy.app.background or context.window is None:
             operators.SESSION.pump_until(self.job, CHECK_TIMEOUT_S)
             return self._conclude(self.job)
-        manager = context.window_manager
-        self.timer = manager.event_timer_add(_TICK_S, window=context.window)
-        manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return operators.begin_modal(self, context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type != "TIMER":
@@ -350,18 +344,20 @@ class IKOL_OT_check_engine(bpy.types.Operator):
         operators.SESSION.pump()
         if not self.job.finished and time.monotonic() < self.deadline:
             return {"RUNNING_MODAL"}
-        context.window_manager.event_timer_remove(self.timer)
+        operators.end_modal(self, context)
         outcome = self._conclude(self.job)
         _redraw_preferences(context)
         return outcome
 
     def cancel(self, context: bpy.types.Context) -> None:
-        context.window_manager.event_timer_remove(self.timer)
+        operators.end_modal(self, context)
+        operators.SESSION.jobs.pop(self.job.request_id, None)
         CHECK.running = False
 
     def _conclude(self, job: EngineJob) -> set[str]:
         CHECK.running = False
         if job.phase is not JobPhase.SUCCEEDED:
+            operators.SESSION.jobs.pop(job.request_id, None)  # a late answer has nobody to go to
             reason = job.message if job.finished else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
             CHECK.error = f"IKOL engine: {reason}"
             self.report({"ERROR"}, CHECK.error)

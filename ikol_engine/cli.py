@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -64,12 +65,6 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _solve_options(args: argparse.Namespace) -> SolveOptions:
-    return SolveOptions(iterations=args.iterations, smoothing=args.smoothing, beta=args.beta, torso=args.torso,
-                        arms=args.arms, legs=args.legs, head=args.head, twist_weight=args.twist_weight,
-                        fov_deg=args.fov, level_floor=not args.no_floor, device=args.device)
-
-
 def _summary(output: str, motion, solution) -> None:
     valid = solution.valid
     info = solution.info
@@ -87,7 +82,8 @@ def _analyze(args: argparse.Namespace) -> int:
                              model_complexity=args.model_complexity, regressor=args.regressor,
                              batch_size=args.batch_size)
     body = BodyModel(args.body) if args.body else None
-    motion, solution = analyze(args.video, args.output, options, _solve_options(args), body, ProgressBar())
+    motion, solution = analyze(args.video, args.output, options, SolveOptions(**_solve_changes(args)), body,
+                               ProgressBar())
     _summary(args.output, motion, solution)
     return 0
 
@@ -115,28 +111,46 @@ def _refine(args: argparse.Namespace) -> int:
 
     body = BodyModel(args.body) if args.body else None
     output = args.output or args.motion
-    motion, solution = refine(args.motion, output, _solve_options(args), body, ProgressBar())
+    motion, solution = refine(args.motion, output, _solve_changes(args), body, ProgressBar())
     _summary(output, motion, solution)
     return 0
 
 
-def _add_solve_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_solve_arguments(parser: argparse.ArgumentParser, keep_recorded: bool = False) -> None:
+    """The IK settings, each stored under its SolveOptions field name.
+
+    With ``keep_recorded`` (refine) an option not given is left out of the namespace, so
+    the motion file's own setting stays; otherwise it takes SolveOptions' default.
+    """
     defaults = SolveOptions()
+
+    def default(field: str) -> Any:
+        return argparse.SUPPRESS if keep_recorded else getattr(defaults, field)
+
+    kept = " (default: as the file's run)" if keep_recorded else " (default %(default)s)"
     group = parser.add_argument_group("inverse kinematics")
-    group.add_argument("--iterations", type=int, default=defaults.iterations, help="Gauss-Newton steps per pass")
-    group.add_argument("--smoothing", type=float, default=defaults.smoothing,
-                       help="temporal smoothing, 0 (off) to about 3 (default %(default)s)")
-    group.add_argument("--beta", type=float, default=defaults.beta,
-                       help="one-euro speed coefficient: higher keeps fast moves sharper (default %(default)s)")
+    group.add_argument("--iterations", type=int, default=default("iterations"),
+                       help="most Gauss-Newton steps per pass" + kept)
+    group.add_argument("--smoothing", type=float, default=default("smoothing"),
+                       help="temporal smoothing, 0 (off) to about 3" + kept)
+    group.add_argument("--beta", type=float, default=default("beta"),
+                       help="one-euro speed coefficient: higher keeps fast moves sharper" + kept)
     for name in ("torso", "arms", "legs", "head"):
-        group.add_argument(f"--{name}", type=float, default=1.0, help=f"weight of the {name} keypoints")
-    group.add_argument("--twist-weight", type=float, default=defaults.twist_weight,
-                       help="weight of the twist seen in hands, feet and head")
-    group.add_argument("--fov", type=float, default=defaults.fov_deg,
-                       help="camera's horizontal field of view, degrees (default %(default)s)")
-    group.add_argument("--no-floor", action="store_true", help="keep the camera's axes; don't level the floor")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        group.add_argument(f"--{name}", type=float, default=default(name), help=f"weight of the {name} keypoints" + kept)
+    group.add_argument("--twist-weight", dest="twist_weight", type=float, default=default("twist_weight"),
+                       help="weight of the twist seen in hands, feet and head" + kept)
+    group.add_argument("--fov", dest="fov_deg", type=float, default=default("fov_deg"),
+                       help="camera's horizontal field of view, degrees" + kept)
+    group.add_argument("--no-floor", dest="level_floor", action="store_false", default=default("level_floor"),
+                       help="keep the camera's axes; don't level the floor")
+    group.add_argument("--device", default=default("device"), help="auto, cpu, cuda or cuda:N" + kept)
     group.add_argument("--body", default=None, help="SMPL .pkl or SMPL-layout .npz (default: bundled body)")
+
+
+def _solve_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The SolveOptions fields the namespace holds."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(SolveOptions)
+            if hasattr(args, field.name)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine = commands.add_parser("refine", help="re-solve a motion file's keypoints with new IK settings")
     refine.add_argument("motion", help="motion file written by analyze")
     refine.add_argument("-o", "--output", default=None, help="motion file to write (default: replace the input)")
-    _add_solve_arguments(refine)
+    _add_solve_arguments(refine, keep_recorded=True)
     refine.set_defaults(run=_refine)
 
     frames = commands.add_parser("frames", help="write chosen video frames as PNG files (for previews)")

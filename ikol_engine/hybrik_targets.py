@@ -37,7 +37,7 @@ from .ik import fit_shape, solve
 from .temporal import fill_gaps, gap_runs, one_euro_forward_backward
 from .track_solver import (
     Keypoints, Progress, Solution, SolveOptions, TrackError, valid_quaternions, smoothed_rotations, spread_valid,
-    place_in_scene,
+    PASS_TOLERANCE, place_in_scene,
 )
 
 # Frames per IK call: bounds the memory of the normal equations on long clips.
@@ -150,7 +150,8 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, twist: np.ndarray
     """
     t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
     phi, phi_c = torch.from_numpy(twist).float(), torch.from_numpy(twist_confidence).float()
-    kwargs = dict(betas=betas, body=body, device=options.device, iterations=options.iterations)
+    kwargs = dict(betas=betas, body=body, device=options.device, iterations=options.iterations,
+                  tolerance=PASS_TOLERANCE)
     chunks = [slice(i, i + _CHUNK) for i in range(0, len(t), _CHUNK)]
     results = [solve(t[s], c[s], twist=phi[s], twist_confidence=phi_c[s], **kwargs) for s in chunks]
     report("solve", 1, 2)

@@ -8,8 +8,10 @@ their result atomically: an interrupted run leaves any previous file as it was.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -108,15 +110,20 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     return motion, solution
 
 
-def refine(source: str | Path, output: str | Path, solve_options: SolveOptions = SolveOptions(),
+def refine(source: str | Path, output: str | Path, solve_options: SolveOptions | Mapping[str, Any] = MappingProxyType({}),
            body: BodyModel | None = None, progress: Progress | None = None) -> tuple[Motion, Solution]:
     """Re-solves a motion file's stored keypoints with new settings; writes atomically.
 
-    The clip's body shape is kept: a refine changes poses, never the rig's skeleton.
+    ``solve_options``: all the settings, or a mapping of the :class:`SolveOptions` fields
+    to change, the others staying as the run that wrote ``source`` had them (a refine of
+    the smoothing must not reset the field of view the clip was analysed with). The
+    clip's body shape is kept: a refine changes poses, never the rig's skeleton.
     ``output`` may be ``source`` itself: the old file stays whole until the new one is
     complete.
     """
     old = read_motion(source)
+    if not isinstance(solve_options, SolveOptions):
+        solve_options = recorded_solve_options(old, solve_options)
     image_size = old.options.get("image_size")
     if not (isinstance(image_size, list) and len(image_size) == 2):
         raise TrackError(f"{source}: the motion file does not record the video's image size; analyse again")
@@ -132,6 +139,17 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions =
                      source_video=old.source_video, source_sha256=old.source_sha256)
     write_motion(output, motion)
     return motion, solution
+
+
+def recorded_solve_options(motion: Motion, changes: Mapping[str, Any] = MappingProxyType({})) -> SolveOptions:
+    """The settings the run that wrote ``motion`` used, with ``changes`` applied.
+
+    Fields the file does not record (written by an older engine) take their defaults.
+    """
+    recorded = motion.options.get("solve")
+    known = {field.name for field in dataclasses.fields(SolveOptions)}
+    kept = {key: value for key, value in recorded.items() if key in known} if isinstance(recorded, dict) else {}
+    return SolveOptions(**{**kept, **changes})
 
 
 def _regressor_name(options: AnalyzeOptions) -> str:

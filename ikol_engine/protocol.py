@@ -56,7 +56,7 @@ class Refine:
     id: RequestId
     motion: str
     output: str
-    solve: SolveOptions
+    solve: dict[str, Any]  # the SolveOptions fields to change; the rest stay as the file's run had them
     body: str | None
 
 
@@ -140,6 +140,11 @@ class _Params:
 
     def options(self, name: str, cls: type) -> Any:
         """A nested object of ``cls``'s fields (all optional) -> a ``cls``."""
+        return cls(**self.changes(name, cls))
+
+    def changes(self, name: str, cls: type) -> dict[str, Any]:
+        """A nested object of ``cls``'s fields (all optional) -> the fields given, checked
+        (types, and ``cls``'s own range checks)."""
         given = self.values.pop(name, {})
         if not isinstance(given, dict):
             raise BadRequest(f"'{name}' must be an object, got {_json_type(given)}")
@@ -150,9 +155,10 @@ class _Params:
             raise BadRequest(f"'{name}' has unknown keys {', '.join(unknown)}; known: {', '.join(known)}")
         values = {key: _checked(value, hints[key], f"'{name}.{key}'") for key, value in given.items()}
         try:
-            return cls(**values)
+            cls(**values)
         except ValueError as error:  # the option classes' own range checks
             raise BadRequest(f"'{name}': {error}") from None
+        return values
 
     def done(self) -> None:
         if self.values:
@@ -171,7 +177,7 @@ def _refine(request_id: RequestId, params: _Params) -> Refine:
     motion = params.take("motion", str)
     # No output: the motion file is replaced (atomically, so it is never half-written).
     request = Refine(request_id, motion=motion, output=params.take("output", str | None, None) or motion,
-                     solve=params.options("solve", SolveOptions), body=params.take("body", str | None, None))
+                     solve=params.changes("solve", SolveOptions), body=params.take("body", str | None, None))
     params.done()
     return request
 

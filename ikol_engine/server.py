@@ -14,12 +14,13 @@ echoed in every event about that request. Unknown parameters are refused.
 
 * ``analyze``: ``video``, ``output`` (paths; relative ones are taken from the server's
   working directory), ``options`` {``start_s``, ``end_s``, ``stride``,
-  ``model_complexity``, ``regressor``}, ``solve`` {the fields of
+  ``model_complexity``, ``regressor``, ``batch_size``}, ``solve`` {the fields of
   :class:`~ikol_engine.track_solver.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
   ``fov_deg``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
   ``options`` and ``solve`` are optional objects, each missing field takes its default.
-* ``refine``: ``motion``, ``output`` (default: replace ``motion``), ``solve``, ``body``.
+* ``refine``: ``motion``, ``output`` (default: replace ``motion``), ``solve`` (the fields
+  to change; the others stay as the run that wrote ``motion`` had them), ``body``.
 * ``cancel``: ``target``, the id of a running or queued analyze/refine.
 * ``info``: ``device`` (optional, default "auto"): versions, device, GPU, what runs.
 * ``shutdown``: cancel all jobs, answer, exit with code 0.

@@ -51,10 +51,11 @@ Progress = Callable[[str, int, int], None]
 # that a ten-minute clip never holds all its normal equations at once.
 _CHUNK = 4096
 _SEED_ITERATIONS = 2
-# A pass stops early once a step lowers the clip's summed objective by less than this
-# fraction: warm-started passes settle in two or three steps (the sample's mean residual
-# and largest frame-to-frame turn came out the same as with every step taken).
-_TOLERANCE = 1e-2
+#: A pass stops early once a step lowers the summed objective of its batch (up to _CHUNK
+#: frames) by less than this fraction: warm-started passes settle in two or three steps
+#: (the sample's mean residual and largest frame-to-frame turn came out the same as with
+#: every step taken).
+PASS_TOLERANCE = 1e-2
 # Frames in the running median that removes spikes from observed twist (about 0.23 s at 30 fps).
 _DESPIKE_FRAMES = 7
 # Landmarks that touch the floor when a foot rests.
@@ -331,7 +332,7 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
     side_confidence = torch.from_numpy(observations.confidence).float() * options.twist_weight
     rest_sides = torch.from_numpy(observations.rest_sides).float()
     carriers = torch.from_numpy(observations.carriers)
-    kwargs = dict(betas=betas, body=body, device=options.device, tolerance=_TOLERANCE)
+    kwargs = dict(betas=betas, body=body, device=options.device, tolerance=PASS_TOLERANCE)
     # The first two passes only seed the twist estimate: a couple of steps get them
     # close enough, and the last pass, warm-started, spends the full count.
     seeding = min(options.iterations, _SEED_ITERATIONS)

@@ -26,9 +26,12 @@ def test_analyze_fills_options_and_defaults() -> None:
 
 def test_refine_defaults_to_in_place_and_other_requests_parse() -> None:
     assert parse_request(b'{"id": 3, "type": "refine", "motion": "/m.npz"}') == Refine(
-        3, motion="/m.npz", output="/m.npz", solve=SolveOptions(), body=None)
+        3, motion="/m.npz", output="/m.npz", solve={}, body=None)
     assert parse_request('{"id": 3, "type": "refine", "motion": "/m.npz", "output": null, "body": "/s.pkl"}') == \
-        Refine(3, motion="/m.npz", output="/m.npz", solve=SolveOptions(), body="/s.pkl")
+        Refine(3, motion="/m.npz", output="/m.npz", solve={}, body="/s.pkl")
+    # A refine names only what it changes: the rest stays as the file's run had it.
+    changed = parse_request('{"id": 5, "type": "refine", "motion": "/m.npz", "solve": {"smoothing": 0, "arms": 2}}')
+    assert changed.solve == {"smoothing": 0.0, "arms": 2.0} and isinstance(changed.solve["smoothing"], float)
     assert parse_request('{"id": 4, "type": "cancel", "target": "a1"}') == Cancel(4, "a1")
     assert parse_request('{"id": 5, "type": "cancel", "target": 3}') == Cancel(5, 3)
     assert parse_request('{"id": "i", "type": "info"}') == Info("i", "auto")

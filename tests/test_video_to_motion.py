@@ -83,15 +83,20 @@ def test_refine_rewrites_from_stored_keypoints(analysed, tmp_path: Path) -> None
     # Same person, same rig: unsmoothed keypoints must not give the body another skeleton.
     assert np.array_equal(refined.betas, motion.betas)
     assert np.abs(refined.rest_joints - motion.rest_joints).max() < 1e-6
+    # Named changes only: every other setting stays as the file's run had it.
+    again, _ = refine(tmp_path / "refined.npz", tmp_path / "again.npz", {"arms": 0.5, "fov_deg": 50.0})
+    assert again.options["solve"] == dict(refined.options["solve"], arms=0.5, fov_deg=50.0)
 
 
 def test_cli_analyze_and_refine_and_errors(analysed, tmp_path: Path) -> None:
     output, _, _ = analysed
     command = [sys.executable, "-m", "ikol_engine.cli"]
-    done = subprocess.run(command + ["refine", str(output), "-o", str(tmp_path / "r.npz"), "--iterations", "1"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command + ["refine", str(output), "-o", str(tmp_path / "r.npz"), "--iterations", "1",
+                                     "--no-floor"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and "inverse kinematics" in done.stderr
+    recorded = read_motion(output).options["solve"]
+    assert read_motion(tmp_path / "r.npz").options["solve"] == dict(recorded, iterations=1, level_floor=False)
     missing = subprocess.run(command + ["analyze", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x.npz")],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "nope.mp4" in missing.stderr and "Traceback" not in missing.stderr

@@ -80,9 +80,9 @@ def solve(
             ``reference_weight`` (m^2 per rad^2): the temporal term, given the
             temporally smoothed solution of a first pass.
         iterations: Gauss-Newton steps; 0 returns the closed form (or ``init``).
-        tolerance: stop before ``iterations`` once a step lowers the batch's summed
-            objective by less than this fraction of it (0: always take every step, as
-            unrolled training wants).
+        tolerance: stop before ``iterations`` once an accepted step lowers the batch's
+            summed objective by less than this fraction of it (0: always take every
+            step, as unrolled training wants).
         body: the body model (default: the bundled licence-clean body).
         device: "auto", "cpu", "cuda" or "cuda:N"; results come back on the
             device ``targets`` came on.
@@ -145,7 +145,9 @@ def solve(
         for _ in range(iterations):
             before = state.cost.sum()
             state = levenberg_marquardt_step(state, problem)
-            if tolerance and before - state.cost.sum() <= tolerance * before:
+            gain = before - state.cost.sum()
+            # A step every frame rejected gains nothing but raised the damping: try again.
+            if tolerance and 0 < gain <= tolerance * before:
                 break
         rotations, translation = state.rotations, state.translation
 

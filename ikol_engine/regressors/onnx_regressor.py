@@ -46,9 +46,9 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 #: the top of the head, the fingertips and the soles.
 LANDMARK_BOX_MARGIN = 0.1
 #: Frames per network run when none is asked for. On CUDA, large batches keep the GPU
-#: busy. On the CPU single frames ran fastest: on the 2-core test machine batches of 16
-#: and 64 ran at about a third of the frames/s of single frames (each frame's 29x64^3
-#: heatmap volume is 30 MB, so a batch's no longer stays in the caches).
+#: busy. On the CPU batching gained nothing on the 2-core test machine (10.7 frames/s
+#: at batch 1, 11.4 at 16, 10.6 at 64: each frame's 29x64^3 heatmap volume is 30 MB, so
+#: a batch's no longer stays in the caches), and single frames keep memory low.
 DEFAULT_BATCH = {CUDA: 64, CPU: 1}
 #: Frames a person box is carried over when BlazePose loses the person (the original's
 #: demo keeps tracking its last box), about half a second at 30 fps.

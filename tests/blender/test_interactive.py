@@ -109,6 +109,12 @@ def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported
     assert armature[MEAN_RESIDUAL_PROPERTY] == pytest.approx(result["residual_mm"], abs=1e-3)
     assert armature[PREVIOUS_RESIDUAL_PROPERTY] == pytest.approx(result["previous_residual_mm"], abs=1e-3)
     assert f"{result['previous_residual_mm']:.1f} -> {result['residual_mm']:.1f} mm" in outcome.message
+    from ikol_blender.importer import CAMERA_PROPERTY
+    from ikol_blender.video_camera import video_camera
+
+    camera = np.array(bpy.data.objects[armature[CAMERA_PROPERTY]].matrix_world)
+    assert np.abs(camera - video_camera(refined).matrix_world).max() < 1e-5  # follows the new floor fit
+    assert refined.options["solve"]["fov_deg"] == read_motion(source).options["solve"]["fov_deg"]
 
 
 def test_cancel_mid_analysis_leaves_the_scene_and_disk_unchanged(session, tmp_path):
@@ -250,3 +256,25 @@ def test_modal_operator_shows_progress_cancels_on_esc_and_cleans_up(session, tmp
     assert any(kind == "status" and text and "Esc to cancel" in text for kind, *rest in calls for text in rest[:1])
     assert calls[-3:] == [("timer removed", "the timer"), ("progress end",), ("status", None)]
     assert operators.RUNNING == {} and not (tmp_path / "modal.npz").exists()
+
+
+def test_blender_ending_the_modal_cancels_the_job_and_frees_the_next(session, tmp_path):
+    """Loading a file or closing the window ends a modal operator with cancel()."""
+    from types import SimpleNamespace
+
+    from ikol_blender import operators
+    from ikol_blender.tasks import ImportVideoTask
+
+    calls = []
+    manager = SimpleNamespace(event_timer_remove=lambda timer: calls.append("timer removed"),
+                              progress_end=lambda: calls.append("progress end"))
+    context = SimpleNamespace(window_manager=manager,
+                              workspace=SimpleNamespace(status_text_set=lambda text: calls.append(("status", text))))
+    task = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "ended.npz")
+    task.start()
+    operators.RUNNING["import"] = task
+    operator = SimpleNamespace(task=task, timer="the timer", kind="import")
+    operators._EngineTaskOperator.cancel(operator, context)
+    assert operators.RUNNING == {} and calls == ["timer removed", "progress end", ("status", None)]
+    session.pump_until(task.job, TIMEOUT_S)
+    assert task.job.finished and task.job.cancel_requested and not (tmp_path / "ended.npz").exists()

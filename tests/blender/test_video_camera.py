@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
 from ikol_blender.bone_space import AXIS_CHANGE
 from ikol_blender.video_camera import video_camera

@@ -33,15 +33,13 @@ from . import skeleton
 from .blazepose_targets import group_weights, to_world_axes
 from .body import BodyModel
 from .body.model_file import SMPL_NUM_VERTICES
-from .ik import fit_shape, solve
+from .ik import fit_shape
 from .temporal import fill_gaps, gap_runs, one_euro_forward_backward
 from .track_solver import (
     Keypoints, Progress, Solution, SolveOptions, TrackError, valid_quaternions, smoothed_rotations, spread_valid,
-    PASS_TOLERANCE, place_in_scene,
+    place_in_scene, solve_in_chunks,
 )
 
-# Frames per IK call: bounds the memory of the normal equations on long clips.
-_CHUNK = 4096
 # Keypoints that touch the floor when a foot rests.
 _FEET = [skeleton.KEYPOINT_NAMES.index(name) for name in (
     "L_Ankle", "R_Ankle", "L_Foot", "R_Foot", "L_BigToe", "R_BigToe")]
@@ -150,16 +148,12 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, twist: np.ndarray
     """
     t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
     phi, phi_c = torch.from_numpy(twist).float(), torch.from_numpy(twist_confidence).float()
-    kwargs = dict(betas=betas, body=body, device=options.device, iterations=options.iterations,
-                  tolerance=PASS_TOLERANCE)
-    chunks = [slice(i, i + _CHUNK) for i in range(0, len(t), _CHUNK)]
-    results = [solve(t[s], c[s], twist=phi[s], twist_confidence=phi_c[s], **kwargs) for s in chunks]
+    shared = dict(betas=betas, body=body, device=options.device, iterations=options.iterations)
+    result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c}, **shared)
     report("solve", 1, 2)
     if options.smoothing > 0:
-        pose = torch.cat([r.rotations for r in results])
-        reference = smoothed_rotations(pose, fps, options)
-        results = [solve(t[s], c[s], twist=phi[s], twist_confidence=phi_c[s], init=pose[s], reference=reference[s],
-                         reference_weight=options.reference_weight, **kwargs) for s in chunks]
+        reference = smoothed_rotations(result.rotations, fps, options)
+        result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c, "init": result.rotations,
+                                        "reference": reference}, reference_weight=options.reference_weight, **shared)
     report("solve", 2, 2)
-    return tuple(torch.cat([getattr(r, field) for r in results]).numpy()
-                 for field in ("rotations", "translation", "residual", "keypoints"))
+    return result.rotations.numpy(), result.translation.numpy(), result.residual.numpy(), result.keypoints.numpy()

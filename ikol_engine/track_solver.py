@@ -19,6 +19,7 @@ file's stored keypoints without the video or the regressor. Steps, in order:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from .body import BodyModel
 from .camera import Camera, fit_translation
 from .ground import fit_ground
 from .ik import fit_shape, solve
-from .ik.solver import default_body
+from .ik.solver import IKResult, default_body
 from .ik.twist_estimate import estimate_twist
 from .kinematics import rest_offsets
 from .temporal import (
@@ -332,19 +333,11 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
     side_confidence = torch.from_numpy(observations.confidence).float() * options.twist_weight
     rest_sides = torch.from_numpy(observations.rest_sides).float()
     carriers = torch.from_numpy(observations.carriers)
-    kwargs = dict(betas=betas, body=body, device=options.device, tolerance=PASS_TOLERANCE)
+    shared = dict(betas=betas, body=body, device=options.device)
     # The first two passes only seed the twist estimate: a couple of steps get them
     # close enough, and the last pass, warm-started, spends the full count.
     seeding = min(options.iterations, _SEED_ITERATIONS)
-
-    def chunked(run: Callable[[slice], Any]) -> list[Any]:
-        return [run(slice(i, i + _CHUNK)) for i in range(0, len(t), _CHUNK)]
-
-    def cat(results, field: str) -> torch.Tensor:
-        return torch.cat([getattr(r, field) for r in results])
-
-    first = chunked(lambda s: solve(t[s], c[s], iterations=seeding, **kwargs))
-    pose = cat(first, "rotations")
+    pose = solve_in_chunks(t, c, {}, iterations=seeding, **shared).rotations
     report("solve", 1, 3)
     offsets_b = offsets.expand(len(t), -1, -1)
     reference = None
@@ -353,14 +346,32 @@ def _solve_passes(targets: np.ndarray, confidence: np.ndarray, observations, bet
         twist = torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES))
         if round_ == 1 and options.smoothing > 0:
             reference = smoothed_rotations(pose, fps, options)
-        results = chunked(lambda s: solve(
-            t[s], c[s], twist=twist[s], twist_confidence=twist_confidence[s], init=pose[s],
-            reference=None if reference is None else reference[s], reference_weight=options.reference_weight,
-            iterations=seeding if round_ == 0 else options.iterations, **kwargs))
-        pose = cat(results, "rotations")
+        result = solve_in_chunks(
+            t, c, {"twist": twist, "twist_confidence": twist_confidence, "init": pose, "reference": reference},
+            reference_weight=options.reference_weight, iterations=seeding if round_ == 0 else options.iterations,
+            **shared)
+        pose = result.rotations
         report("solve", 2 + round_, 3)
-    return (pose.numpy(), cat(results, "translation").numpy(), cat(results, "residual").numpy(),
-            cat(results, "keypoints").numpy(), twist.numpy(), twist_confidence.numpy())
+    return (pose.numpy(), result.translation.numpy(), result.residual.numpy(), result.keypoints.numpy(),
+            twist.numpy(), twist_confidence.numpy())
+
+
+def solve_in_chunks(targets: torch.Tensor, confidence: torch.Tensor,
+                    per_frame: dict[str, torch.Tensor | None], **shared: Any) -> IKResult:
+    """One IK pass over a clip, :func:`~.ik.solve` on _CHUNK frames at a time with the
+    pass tolerance, as one result for all frames.
+
+    Args:
+        targets: (T, 29, 3); confidence: (T, 29); per_frame: solve's other frame-wise
+            arguments, (T, ...) tensors (or None); shared: solve's arguments for every chunk.
+    """
+    results = []
+    for start in range(0, len(targets), _CHUNK):
+        frames = slice(start, start + _CHUNK)
+        chunk = {name: None if value is None else value[frames] for name, value in per_frame.items()}
+        results.append(solve(targets[frames], confidence[frames], **chunk, tolerance=PASS_TOLERANCE, **shared))
+    return IKResult(*(torch.cat([getattr(result, field.name) for result in results])
+                      for field in dataclasses.fields(IKResult)))
 
 
 def _despike(angles: np.ndarray, window: int) -> np.ndarray:

@@ -124,8 +124,7 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     # The re-solve fitted the floor again, and with it where the camera stands.
     camera, camera_object = video_camera(motion), bpy.data.objects.get(armature.get(CAMERA_PROPERTY, ""))
     if camera is not None and camera_object is not None and camera_object.type == "CAMERA":
-        camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
-        camera_object.data.angle = np.radians(camera.fov_deg)
+        _place_camera(camera_object, camera)
 
 
 def blender_frames(frame_indices: np.ndarray) -> np.ndarray:
@@ -163,12 +162,10 @@ def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection
                 created: list[bpy.types.ID]) -> bpy.types.Object:
     data = bpy.data.cameras.new(name)
     created.append(data)
-    data.sensor_fit = "HORIZONTAL"
-    data.angle = np.radians(camera.fov_deg)
     data.clip_end = 1000.0
     camera_object = bpy.data.objects.new(name, data)
     created.append(camera_object)
-    camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
+    _place_camera(camera_object, camera)
     collection.objects.link(camera_object)
     if video is not None:
         clip = bpy.data.movieclips.load(str(Path(video).resolve()))
@@ -179,6 +176,13 @@ def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection
         background.clip = clip
         data.show_background_images = True
     return camera_object
+
+
+def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera) -> None:
+    """Puts a camera object where the engine's pinhole camera was, with its field of view."""
+    camera_object.data.sensor_fit = "HORIZONTAL"
+    camera_object.data.angle = np.radians(camera.fov_deg)
+    camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
 
 
 def _set_timing(scene: bpy.types.Scene, motion: Motion) -> None:

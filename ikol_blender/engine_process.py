@@ -57,8 +57,9 @@ class Engine:
     python: Path
     source: Path | None
 
-    def command(self, arguments: Sequence[str]) -> list[str]:
-        return [str(self.python), "-m", "ikol_engine.cli", *arguments]
+    def command(self, arguments: Sequence[str], module: str = "ikol_engine.cli") -> list[str]:
+        """An argument list running one of the engine's modules (the CLI by default)."""
+        return [str(self.python), "-m", module, *arguments]
 
     def environment(self) -> dict[str, str]:
         """The child's environment: ours, with the vendored engine first on ``PYTHONPATH``."""

@@ -25,7 +25,7 @@ TICK_S = 0.1
 
 def _make_client() -> EngineClient:
     engine = resolve_engine()
-    return EngineClient([str(engine.python), "-m", "ikol_engine.server"], engine.environment())
+    return EngineClient(engine.command([], module="ikol_engine.server"), engine.environment())
 
 
 #: The engine server of this Blender session, started by the first request.

@@ -15,7 +15,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from ikol_engine.atomic_file import atomic_path
+from ikol_engine.common.atomic_file import atomic_path
 
 ROOT = Path(__file__).resolve().parent
 #: The engine's pinned requirements at the zip's root, for Set Up Engine and for `pip install -r`.

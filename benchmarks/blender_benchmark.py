@@ -41,7 +41,7 @@ from ikol_blender.tasks import ImportVideoTask, RefineTask
 from ikol_engine import samples, skeleton
 from ikol_engine.body import BodyModel
 from ikol_engine.motion import Motion, read_motion, write_motion
-from ikol_engine.synthetic import random_betas, random_pose
+from ikol_engine.samples.synthetic import random_betas, random_pose
 from pipeline_benchmark import lengthened
 
 SAMPLE_END_S = 5.3

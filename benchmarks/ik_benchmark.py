@@ -21,10 +21,10 @@ import torch
 from ikol_engine import __version__, skeleton
 from ikol_engine.ik import default_body, solve
 from ikol_engine.ik.rotations import bone_twists
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.reference_motion import load_deepmimic
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.samples.deepmimic import load_deepmimic
 from ikol_engine.samples import DEEPMIMIC_CLIPS
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 RESULTS = Path(__file__).parent / "results"
 MM = 1e-3

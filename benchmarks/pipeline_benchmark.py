@@ -23,9 +23,11 @@ import torch
 from ikol_engine import __version__, samples
 from ikol_engine.motion import Motion, read_motion, write_motion
 from ikol_engine.pipeline import AnalyzeOptions, analyze, refine, regress_video
-from ikol_engine.temporal import jitter
-from ikol_engine.track_solver import SolveOptions, solve_keypoints
-from ikol_engine.video import iter_frames, probe
+from ikol_engine.track.filtering import jitter
+from ikol_engine.regressors import layout_for
+from ikol_engine.track.options import SolveOptions
+from ikol_engine.track.solve import solve_observations
+from ikol_engine.video.decode import iter_frames, probe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFINE_FRAMES = 1000
@@ -69,8 +71,8 @@ def main() -> None:
     options = AnalyzeOptions(model_complexity=args.model_complexity)
     solve_options = SolveOptions(device=args.device)
     regress_s, track = timed(lambda: regress_video(video, options))  # decode + regressor
-    solve_keypoints(track, solve_options)  # warm-up: body model load, first-call costs
-    solve_s, solution = timed(lambda: solve_keypoints(track, solve_options))
+    solve_observations(track, layout_for(track.names), solve_options)  # warm-up: body model load, first-call costs
+    solve_s, solution = timed(lambda: solve_observations(track, layout_for(track.names), solve_options))
     with tempfile.TemporaryDirectory() as scratch:
         total_s, _ = timed(lambda: analyze(video, Path(scratch) / "demo.npz", options, solve_options))
         refine_s = time_refine(Path(scratch) / "demo.npz", Path(scratch), solve_options)

@@ -1,7 +1,7 @@
 """Frames per second of the paper's regressor (HybrIK's ResNet-34) at batch 1, 16 and 64.
 
 The network is randomly initialised (its speed does not depend on the weights), exported
-with ``ikol_engine.hybrik.export`` and timed on onnxruntime's CPU provider and, where a
+with ``ikol_engine.regressors.hybrik.export`` and timed on onnxruntime's CPU provider and, where a
 GPU really works, its CUDA provider; torch on the CPU (and CUDA where present) for
 comparison. Network only: from the normalised 256x256 crops to the five outputs. The
 crop preparation is timed on its own per frame (OpenCV warp and normalisation).
@@ -24,12 +24,12 @@ import onnxruntime
 import torch
 
 from ikol_engine import __version__
-from ikol_engine.hybrik import HybrIKNetwork
-from ikol_engine.hybrik import conventions as hc
-from ikol_engine.hybrik.crop import crop_box, crop_images
-from ikol_engine.hybrik.export import export_network
-from ikol_engine.hybrik.network import INPUT_NAME
-from ikol_engine.regressors.onnx_regressor import CPU, CUDA, create_session
+from ikol_engine.regressors.hybrik import HybrIKNetwork
+from ikol_engine.regressors.hybrik import conventions as hc
+from ikol_engine.regressors.hybrik.crop import crop_box, crop_images
+from ikol_engine.regressors.hybrik.export import export_network
+from ikol_engine.regressors.hybrik.network import INPUT_NAME
+from ikol_engine.regressors.hybrik.onnx_regressor import CPU, CUDA, create_session
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

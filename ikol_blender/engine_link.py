@@ -2,24 +2,28 @@
 
 An installed extension carries the engine in ``vendor/`` (see ``build_addon.py``); a
 source checkout has it installed beside. Only :mod:`ikol_engine.motion`,
-:mod:`ikol_engine.temporal`, :mod:`ikol_engine.ground` and :mod:`ikol_engine.atomic_file`
+:mod:`ikol_engine.track.filtering`, :mod:`ikol_engine.track.ground` and :mod:`ikol_engine.common.atomic_file`
 are used here (numpy and the standard library), so Blender's Python never needs torch.
 """
 from __future__ import annotations
 
 try:
-    from .vendor.ikol_engine import atomic_file, ground, motion, temporal
+    from .vendor.ikol_engine import motion
+    from .vendor.ikol_engine.common import atomic_file
+    from .vendor.ikol_engine.track import filtering, ground
 except ModuleNotFoundError as error:
     # Only a missing vendor folder means "source checkout"; a vendored engine that fails
     # to import for another reason must say so.
     if error.name not in (f"{__package__}.vendor", f"{__package__}.vendor.ikol_engine"):
         raise
-    from ikol_engine import atomic_file, ground, motion, temporal
+    from ikol_engine import motion
+    from ikol_engine.common import atomic_file
+    from ikol_engine.track import filtering, ground
 
 Motion = motion.Motion
 MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
-quaternion_continuity = temporal.quaternion_continuity
+quaternion_continuity = filtering.quaternion_continuity
 atomic_path = atomic_file.atomic_path
 Ground = ground.Ground
 

@@ -3,7 +3,7 @@
 The engine places the person with a pinhole camera at the origin of its camera frame
 (x right, y up, looking down -z, principal point at the image centre, the run's
 horizontal field of view), then turns the scene so the floor is y = 0 (see
-``ikol_engine.ground``). Undoing that levelling gives the camera's pose in the motion
+``ikol_engine.track.ground``). Undoing that levelling gives the camera's pose in the motion
 file's world; Blender's camera has the same local axes (looks down -Z, +Y up), so its
 world matrix is that pose seen through the y-up to z-up change of
 :mod:`.bone_space`. Through this camera the rig lines up with the video frame.

@@ -13,12 +13,12 @@ import torch
 
 from . import __version__
 from .regressors.base import RegressorError
-from .track_solver import SolveOptions
+from .track.options import SolveOptions
 
 
 def _info(args: argparse.Namespace) -> int:
     from .body import BodyModel
-    from .devices import resolve_device
+    from .common.devices import resolve_device
 
     body = BodyModel(args.body)
     device = resolve_device(args.device)
@@ -89,7 +89,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from .hybrik.export import export_checkpoint
+    from .regressors.hybrik.export import export_checkpoint
 
     report = export_checkpoint(args.checkpoint, args.output)
     print(f"wrote {report.path}: HybrIK ResNet-34 regressor, dynamic batch; onnxruntime matches torch "
@@ -98,7 +98,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def _frames(args: argparse.Namespace) -> int:
-    from .frame_export import export_frames
+    from .video.frames import export_frames
 
     for path in export_frames(args.video, args.at, args.output, args.max_width):
         print(path)

@@ -1,7 +1,7 @@
 """The engine's two jobs: ``analyze`` (video to motion file) and ``refine`` (motion file to motion file).
 
 ``analyze`` streams the video through the regressor, then hands the keypoints to
-:mod:`.track_solver`; ``refine`` re-runs only the latter from the keypoints a motion file
+:mod:`.track`; ``refine`` re-runs only the latter from the keypoints a motion file
 keeps, so changing IK settings never needs the video or the network again. Both write
 their result atomically: an interrupted run leaves any previous file as it was.
 """
@@ -21,10 +21,12 @@ from . import __version__, skeleton
 from .body import BodyModel
 from .ik.solver import default_body
 from .motion import Motion, file_sha256, read_motion, write_motion
-from .regressors import create_regressor
+from .observations import Observations
+from .regressors import create_regressor, layout_for
 from .regressors.base import KeypointFrames
-from .track_solver import Keypoints, Progress, Solution, SolveOptions, TrackError, solve_keypoints
-from .video import frame_range, iter_frames, probe
+from .track.options import Progress, SolveOptions, TrackError
+from .track.solve import Solution, solve_observations
+from .video.decode import frame_range, iter_frames, probe
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class AnalyzeOptions:
 
 
 def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
-                  progress: Progress | None = None) -> Keypoints:
+                  progress: Progress | None = None) -> Observations:
     """Runs the regressor over the chosen frames of a video, streaming them.
 
     Raises:
@@ -88,7 +90,7 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
         if batch:
             regress()
     frames = KeypointFrames.concatenate(parts)
-    return Keypoints(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
+    return Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
                      image=frames.image_keypoints, detected=frames.detected,
                      frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
                      image_size=(info.width, info.height), twist=frames.twist,
@@ -101,7 +103,7 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     """Video to motion file: regress, solve, write atomically; returns what it wrote."""
     video = Path(video)
     track = regress_video(video, options, progress)
-    solution = solve_keypoints(track, solve_options, body, progress)
+    solution = solve_observations(track, layout_for(track.names), solve_options, body, progress)
     run = {"analyze": dataclasses.asdict(options), "solve": dataclasses.asdict(solve_options),
            "image_size": list(track.image_size), "result": solution.info}
     motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
@@ -128,12 +130,13 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
     if not (isinstance(image_size, list) and len(image_size) == 2):
         raise TrackError(f"{source}: the motion file does not record the video's image size; analyse again")
     confidence = old.regressor_confidence
-    track = Keypoints(names=tuple(str(n) for n in old.regressor_keypoint_names), keypoints=old.regressor_keypoints,
+    track = Observations(names=tuple(str(n) for n in old.regressor_keypoint_names), keypoints=old.regressor_keypoints,
                       confidence=confidence, image=old.image_keypoints, detected=confidence.sum(axis=1) > 0,
                       frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])),
                       twist=old.regressor_twist, twist_confidence=old.regressor_twist_confidence,
                       betas=old.regressor_betas)
-    solution = solve_keypoints(track, solve_options, body, progress, shape=old.betas)
+    solution = solve_observations(track, layout_for(track.names), solve_options, body, progress,
+                                  shape=old.betas)
     run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
     motion = _motion(track, solution, body or default_body(), run, regressor_name=old.regressor_name,
                      source_video=old.source_video, source_sha256=old.source_sha256)
@@ -156,7 +159,7 @@ def _regressor_name(options: AnalyzeOptions) -> str:
     return f"{options.regressor}-complexity{options.model_complexity}"
 
 
-def _motion(track: Keypoints, solution: Solution, body: BodyModel, run: dict[str, Any], *, regressor_name: str,
+def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[str, Any], *, regressor_name: str,
             source_video: str, source_sha256: str) -> Motion:
     betas = torch.from_numpy(solution.betas)[None]
     identity = torch.eye(3).expand(1, skeleton.NUM_JOINTS, 3, 3)

@@ -17,7 +17,8 @@ import numpy as np
 
 from .motion import Motion
 from .pipeline import AnalyzeOptions
-from .track_solver import Solution, SolveOptions
+from .track.options import SolveOptions
+from .track.solve import Solution
 
 #: Bumped whenever a request or event changes in a way an older client would misread.
 PROTOCOL_VERSION = 1

@@ -15,7 +15,7 @@ echoed in every event about that request. Unknown parameters are refused.
 * ``analyze``: ``video``, ``output`` (paths; relative ones are taken from the server's
   working directory), ``options`` {``start_s``, ``end_s``, ``stride``,
   ``model_complexity``, ``regressor``, ``batch_size``}, ``solve`` {the fields of
-  :class:`~ikol_engine.track_solver.SolveOptions`: ``iterations``, ``smoothing``,
+  :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
   ``fov_deg``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
   ``options`` and ``solve`` are optional objects, each missing field takes its default.
@@ -84,7 +84,7 @@ import torch
 
 from . import __version__, protocol, skeleton
 from .body import BodyModel
-from .devices import resolve_device
+from .common.devices import resolve_device
 from .ik.solver import default_body, solve
 from .motion import read_motion
 from .pipeline import analyze, refine

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ikol_engine.hybrik import HybrIKNetwork
-from ikol_engine.hybrik import conventions as hc
+from ikol_engine.regressors.hybrik import HybrIKNetwork
+from ikol_engine.regressors.hybrik import conventions as hc
 
 LOGIT_SPREAD = 3.0
 

@@ -8,8 +8,8 @@ import torch
 from ikol_engine import skeleton
 from ikol_engine.body import BodyModel
 from ikol_engine.ik.rotations import bone_twists
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 
 @dataclass

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 from ikol_engine import skeleton
-from ikol_engine.blazepose_targets import LANDMARK_NAMES
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.regressors.blazepose.landmarks import LANDMARK_NAMES
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 J = {name: i for i, name in enumerate(skeleton.KEYPOINT_NAMES)}
 L = {name: i for i, name in enumerate(LANDMARK_NAMES)}

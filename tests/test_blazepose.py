@@ -19,12 +19,12 @@ from ikol_engine.regressors import (
     RegressorError,
     create_regressor,
 )
-from ikol_engine.regressors import blazepose
+from ikol_engine.regressors.blazepose import LANDMARK_NAMES, regressor as blazepose
 from ikol_engine.samples import demo_video
-from ikol_engine.video import iter_frames, probe
+from ikol_engine.video.decode import iter_frames, probe
 
 CHUNK = 32  # frames per regressor call, as a pipeline would batch them
-L = {name: i for i, name in enumerate(blazepose.KEYPOINT_NAMES)}
+L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +334,8 @@ def test_keypoint_frames_check_shapes() -> None:
 
 def _fields(f: KeypointFrames) -> tuple:
     return f.keypoint_names, f.keypoints, f.confidence, f.image_keypoints, f.detected
+
+
+def test_landmark_table_matches_mediapipes_output_order() -> None:
+    order = tuple(landmark.name.lower() for landmark in sorted(mp.solutions.pose.PoseLandmark, key=int))
+    assert LANDMARK_NAMES == order

@@ -7,15 +7,15 @@ import roma
 import torch
 
 from ikol_engine import skeleton
-from ikol_engine.blazepose_targets import (
-    LANDMARK_NAMES, LEFT_RIGHT_PAIRS, blazepose_to_targets, blazepose_twist_observations, group_weights,
-    to_world_axes,
-)
+from ikol_engine.observations import to_world_axes
+from ikol_engine.regressors.blazepose.landmarks import LANDMARK_NAMES, LEFT_RIGHT_PAIRS
+from ikol_engine.regressors.blazepose.targets import blazepose_to_targets, blazepose_twist_observations
+from ikol_engine.skeleton.groups import group_weights
 from ikol_engine.ik import solve
 from ikol_engine.ik.twist_estimate import estimate_twist
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.synthetic import random_pose
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.samples.synthetic import random_pose
+from ikol_engine.skeleton.tree import SMPL_TREE
 from synthetic_landmarks import J, L, ON_JOINT, posed_landmarks
 
 LIMB_TARGETS = [J[name] for name in ON_JOINT.values()]

@@ -4,8 +4,8 @@ import pytest
 import roma
 import torch
 
-from ikol_engine.camera import Camera, fit_translation
-from ikol_engine.ground import fit_ground
+from ikol_engine.track.camera import Camera, fit_translation
+from ikol_engine.track.ground import fit_ground
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ikol_engine.hybrik import conventions as hc
-from ikol_engine.hybrik.crop import box_around, crop_affine, crop_box, crop_images
-from ikol_engine.hybrik.decode import crop_to_image, crop_to_metric, soft_argmax_3d, twist_from_phi
+from ikol_engine.regressors.hybrik import conventions as hc
+from ikol_engine.regressors.hybrik.crop import box_around, crop_affine, crop_box, crop_images
+from ikol_engine.regressors.hybrik.decode import crop_to_image, crop_to_metric, soft_argmax_3d, twist_from_phi
 
 
 def test_crop_box_is_square_scaled_and_centred() -> None:

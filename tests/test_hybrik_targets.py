@@ -16,12 +16,15 @@ import roma
 import torch
 
 from ikol_engine import skeleton
-from ikol_engine.camera import Camera
+from ikol_engine.track.camera import Camera
 from ikol_engine.ik.rotations import bone_twists
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.reference_motion import load_deepmimic
-from ikol_engine.track_solver import Keypoints, SolveOptions, TrackError, solve_keypoints
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.samples.deepmimic import load_deepmimic
+from ikol_engine.observations import Observations
+from ikol_engine.regressors.hybrik.layout import HYBRIK_LAYOUT
+from ikol_engine.track.options import SolveOptions, TrackError
+from ikol_engine.track.solve import solve_observations
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 FRAMES = 90
 CAMERA = Camera(1280, 720, fov_deg=60.0)
@@ -46,7 +49,7 @@ def clip(body):
     detected = np.ones(FRAMES, dtype=bool)
     detected[GAP] = False
     pixels = CAMERA.project(keypoints).astype(np.float32)
-    track = Keypoints(names=skeleton.KEYPOINT_NAMES, keypoints=hybrik_axes.astype(np.float32),
+    track = Observations(names=skeleton.KEYPOINT_NAMES, keypoints=hybrik_axes.astype(np.float32),
                       confidence=np.full((FRAMES, 29), 0.9, np.float32), image=pixels,
                       detected=detected, frame_indices=np.arange(FRAMES), fps=walk.fps, image_size=(1280, 720),
                       twist=twist.astype(np.float32), twist_confidence=np.ones((FRAMES, 23), np.float32),
@@ -63,7 +66,7 @@ def _rotation_error_deg(solution, clip) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def solved(clip, body):
-    return solve_keypoints(clip["track"], SolveOptions(smoothing=0.0, level_floor=False, device="cpu"), body)
+    return solve_observations(clip["track"], HYBRIK_LAYOUT, SolveOptions(smoothing=0.0, level_floor=False, device="cpu"), body)
 
 
 def test_keypoints_root_and_rotations_are_reproduced(clip, solved) -> None:
@@ -88,14 +91,14 @@ def test_twist_is_used_with_the_ik_sign_convention(clip, solved, body) -> None:
     # twist can turn them; the rotation error about the limbs must grow well past the
     # error with the true twist (measured: 0.003 against 8.6 degrees).
     flipped = dataclasses.replace(clip["track"], twist=-clip["track"].twist)
-    wrong = solve_keypoints(flipped, SolveOptions(smoothing=0.0, level_floor=False, device="cpu"), body)
+    wrong = solve_observations(flipped, HYBRIK_LAYOUT, SolveOptions(smoothing=0.0, level_floor=False, device="cpu"), body)
     good = np.median(_rotation_error_deg(solved, clip)[:, TWISTED])
     bad = np.median(_rotation_error_deg(wrong, clip)[:, TWISTED])
     assert good < 0.5 and bad > 4.0, (good, bad)
 
 
 def test_smoothing_keeps_the_pose_and_bad_input_is_refused(clip, body) -> None:
-    solution = solve_keypoints(clip["track"], SolveOptions(iterations=3, level_floor=False, device="cpu"), body)
+    solution = solve_observations(clip["track"], HYBRIK_LAYOUT, SolveOptions(iterations=3, level_floor=False, device="cpu"), body)
     assert solution.valid.all() and np.isfinite(solution.rotations).all()
     both = solution.valid[1:] & solution.valid[:-1]
     assert ((solution.rotations[1:] * solution.rotations[:-1]).sum(-1)[both] >= 0).all()
@@ -105,6 +108,6 @@ def test_smoothing_keeps_the_pose_and_bad_input_is_refused(clip, body) -> None:
     assert np.median(np.linalg.norm(local - truth, axis=-1)) < 0.02
     nobody = dataclasses.replace(clip["track"], detected=np.zeros(FRAMES, dtype=bool))
     with pytest.raises(TrackError, match="no person was found"):
-        solve_keypoints(nobody, body=body)
+        solve_observations(nobody, HYBRIK_LAYOUT, body=body)
     with pytest.raises(TrackError, match="nothing to fit"):
-        solve_keypoints(clip["track"], SolveOptions(torso=0, arms=0, legs=0, head=0), body)
+        solve_observations(clip["track"], HYBRIK_LAYOUT, SolveOptions(torso=0, arms=0, legs=0, head=0), body)

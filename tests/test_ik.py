@@ -4,9 +4,9 @@ import torch
 
 from ikol_engine import skeleton
 from ikol_engine.ik import fit_shape, solve
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.synthetic import random_betas, random_pose
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.samples.synthetic import random_betas, random_pose
+from ikol_engine.skeleton.tree import SMPL_TREE
 from ik_cases import degrees, make_case
 
 MM = 1e-3
@@ -54,7 +54,7 @@ def test_without_twist_recovers_everything_keypoints_observe(body, case):
 @pytest.fixture(scope="module")
 def mocap(body):
     """Every DeepMimic clip (real mocap), every 4th frame, on random shapes, through FK."""
-    from ikol_engine.reference_motion import load_deepmimic
+    from ikol_engine.samples.deepmimic import load_deepmimic
     from ikol_engine.samples import DEEPMIMIC_CLIPS
 
     rotations = torch.cat([load_deepmimic(name).rotations[::4] for name in DEEPMIMIC_CLIPS])

@@ -6,9 +6,9 @@ from ikol_engine import skeleton
 from ikol_engine.ik.block_cholesky import BlockPattern, solve_blocks
 from ikol_engine.ik.normal_equations import keypoint_normal_equations, smpl_layout
 from ikol_engine.ik.rotations import swing_between, twist_angle, twist_rotation
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
-from ikol_engine.synthetic import random_betas, random_pose
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.samples.synthetic import random_betas, random_pose
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 F64 = torch.float64
 

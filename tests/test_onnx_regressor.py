@@ -17,17 +17,17 @@ import torch
 from hybrik_random import random_network
 from ikol_engine import samples, skeleton
 from ikol_engine.cli import main
-from ikol_engine.hybrik import CheckpointError, HybrIKNetwork, load_checkpoint
-from ikol_engine.hybrik import conventions as hc
-from ikol_engine.hybrik.decode import crop_to_image, crop_to_metric
-from ikol_engine.hybrik.crop import crop_box, crop_images
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.regressors.hybrik import CheckpointError, HybrIKNetwork, load_checkpoint
+from ikol_engine.regressors.hybrik import conventions as hc
+from ikol_engine.regressors.hybrik.decode import crop_to_image, crop_to_metric
+from ikol_engine.regressors.hybrik.crop import crop_box, crop_images
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
 from ikol_engine.motion import MotionFileError, read_motion, write_motion
 from ikol_engine.pipeline import AnalyzeOptions, analyze, refine
 from ikol_engine.regressors import RegressorError, create_regressor
-from ikol_engine.regressors.onnx_regressor import CPU, CUDA, DEFAULT_BATCH, MAX_BOX_REUSE, OnnxRegressor
-from ikol_engine.track_solver import SolveOptions
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.regressors.hybrik.onnx_regressor import CPU, CUDA, DEFAULT_BATCH, MAX_BOX_REUSE, OnnxRegressor
+from ikol_engine.track.options import SolveOptions
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 PARITY = 1e-4  # the bound on |torch - onnxruntime|, every output
 
@@ -103,7 +103,7 @@ def test_wrong_checkpoint_lists_missing_unexpected_and_misshapen_keys(network, t
 
 
 def test_export_without_onnx_says_how_to_get_it(checkpoint, tmp_path, monkeypatch, capsys) -> None:
-    import ikol_engine.hybrik.export as export
+    import ikol_engine.regressors.hybrik.export as export
 
     monkeypatch.setattr(export, "export_available", lambda: False)  # as in an install without the extra
     output = tmp_path / "x.onnx"

@@ -11,7 +11,7 @@ from ikol_engine.pipeline import AnalyzeOptions
 from ikol_engine.protocol import (
     Analyze, BadRequest, Cancel, Info, ProgressThrottle, Refine, Shutdown, encode_event, parse_request,
 )
-from ikol_engine.track_solver import SolveOptions
+from ikol_engine.track.options import SolveOptions
 
 
 def test_analyze_fills_options_and_defaults() -> None:

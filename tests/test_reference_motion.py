@@ -1,4 +1,4 @@
-"""Tests for ikol_engine.samples (fetch + cache) and ikol_engine.reference_motion
+"""Tests for ikol_engine.samples (fetch + cache) and ikol_engine.samples.deepmimic
 (DeepMimic clips -> SMPL local rotations).
 
 The retargeting is checked against an independent re-implementation of DeepMimic's own
@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from ikol_engine import samples
-from ikol_engine.reference_motion import DEEPMIMIC_TO_SMPL, ReferenceMotion, load_deepmimic
+from ikol_engine.samples.deepmimic import DEEPMIMIC_TO_SMPL, ReferenceMotion, load_deepmimic
 from ikol_engine.skeleton import JOINT_NAMES as SMPL_JOINT_NAMES
 from ikol_engine.skeleton import PARENTS as SMPL_PARENTS
 

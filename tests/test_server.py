@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ikol_engine import __version__, samples
-from ikol_engine.devices import resolve_device
+from ikol_engine.common.devices import resolve_device
 from ikol_engine.motion import read_motion
 from ikol_engine.protocol import PROTOCOL_VERSION
 from ikol_engine.server import EventWriter, Server

@@ -2,17 +2,8 @@
 import numpy as np
 import pytest
 
-from ikol_engine.temporal import (
-    OneEuroParams,
-    fill_gaps,
-    fix_left_right_swaps,
-    gap_runs,
-    jitter,
-    one_euro,
-    one_euro_forward_backward,
-    quaternion_continuity,
-    swap_pairs,
-)
+from ikol_engine.track.cleanup import fill_gaps, fix_left_right_swaps, gap_runs, swap_pairs
+from ikol_engine.track.filtering import OneEuroParams, jitter, one_euro, one_euro_forward_backward, quaternion_continuity
 
 FPS = 30.0
 

@@ -8,11 +8,13 @@ import pytest
 import roma
 import torch
 
-from ikol_engine.blazepose_targets import LANDMARK_NAMES
-from ikol_engine.camera import Camera
-from ikol_engine.reference_motion import load_deepmimic
-from ikol_engine.temporal import jitter
-from ikol_engine.track_solver import Keypoints, SolveOptions, TrackError, solve_keypoints
+from ikol_engine.regressors.blazepose import BLAZEPOSE_LAYOUT, LANDMARK_NAMES
+from ikol_engine.track.camera import Camera
+from ikol_engine.samples.deepmimic import load_deepmimic
+from ikol_engine.track.filtering import jitter
+from ikol_engine.observations import Observations
+from ikol_engine.track.options import SolveOptions, TrackError
+from ikol_engine.track.solve import solve_observations
 from synthetic_landmarks import J, L, posed_landmarks
 
 FRAMES = 240
@@ -61,7 +63,7 @@ def clip(body):
     for left, right in pairs:  # the regressor takes a back view for a front view
         for array in (relative, pixels):
             array[SWAPPED, [left, right]] = array[SWAPPED, [right, left]]
-    track = Keypoints(names=LANDMARK_NAMES, keypoints=relative.astype(np.float32),
+    track = Observations(names=LANDMARK_NAMES, keypoints=relative.astype(np.float32),
                       confidence=confidence.astype(np.float32), image=pixels.astype(np.float32), detected=detected,
                       frame_indices=np.arange(FRAMES), fps=walk.fps, image_size=(CAMERA.width, CAMERA.height))
     return dict(track=track, keypoints=keypoints.numpy(), rotations=rotations, translation=translation.numpy(),
@@ -70,7 +72,7 @@ def clip(body):
 
 @pytest.fixture(scope="module")
 def solved(clip, body):
-    return solve_keypoints(clip["track"], SolveOptions(level_floor=False, device="cpu"), body)
+    return solve_observations(clip["track"], BLAZEPOSE_LAYOUT, SolveOptions(level_floor=False, device="cpu"), body)
 
 
 def test_swaps_gaps_and_validity_are_reported(clip, solved) -> None:
@@ -117,7 +119,7 @@ def test_motion_is_continuous_and_smoother_than_its_input(clip, solved) -> None:
 
 
 def test_floor_is_found_and_levelled(clip, body) -> None:
-    solution = solve_keypoints(clip["track"], SolveOptions(iterations=2, device="cpu"), body)
+    solution = solve_observations(clip["track"], BLAZEPOSE_LAYOUT, SolveOptions(iterations=2, device="cpu"), body)
     assert solution.info["floor"] is not None
     normal = np.asarray(solution.info["floor"]["normal_camera"])
     expected = clip["turn"] @ np.array([0.0, 1.0, 0.0])
@@ -132,12 +134,12 @@ def test_bad_tracks_are_refused(clip, body) -> None:
     track = clip["track"]
     nobody = dataclasses.replace(track, detected=np.zeros(FRAMES, dtype=bool))
     with pytest.raises(TrackError, match="no person was found in any frame"):
-        solve_keypoints(nobody, body=body)
-    with pytest.raises(TrackError, match="expected BlazePose's 33 landmarks"):
-        solve_keypoints(dataclasses.replace(track, names=track.names[:17]), body=body)
+        solve_observations(nobody, BLAZEPOSE_LAYOUT, body=body)
+    with pytest.raises(TrackError, match="expected blazepose's 33 keypoints"):
+        solve_observations(dataclasses.replace(track, names=track.names[:17]), BLAZEPOSE_LAYOUT, body=body)
     with pytest.raises(TrackError, match="iterations must be an integer"):
         SolveOptions(iterations=-1)
     with pytest.raises(TrackError, match="arms weight must be >= 0"):
         SolveOptions(arms=-0.5)
     with pytest.raises(TrackError, match="nothing to fit"):
-        solve_keypoints(track, SolveOptions(torso=0, arms=0, legs=0, head=0), body)
+        solve_observations(track, BLAZEPOSE_LAYOUT, SolveOptions(torso=0, arms=0, legs=0, head=0), body)

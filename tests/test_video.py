@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ikol_engine import video
-from ikol_engine.video import VideoError, frame_range, iter_frames, probe
+from ikol_engine.video import decode as video
+from ikol_engine.video.decode import VideoError, frame_range, iter_frames, probe
 
 WIDTH, HEIGHT = 160, 120
 BITS = 9  # enough for 512 frames
@@ -278,7 +278,7 @@ def test_streaming_keeps_about_one_frame_in_memory(tmp_path: Path) -> None:
 
 
 def test_exported_frames_are_the_asked_ones_scaled(clips: dict[str, Path], tmp_path: Path) -> None:
-    from ikol_engine.frame_export import export_frames
+    from ikol_engine.video.frames import export_frames
 
     paths = export_frames(clips["avi"], [17, 3, 30], tmp_path, max_width=WIDTH // 2)
     assert [p.name for p in paths] == ["frame_000017.png", "frame_000003.png", "frame_000030.png"]

@@ -16,7 +16,7 @@ import pytest
 from ikol_engine import samples, skeleton
 from ikol_engine.motion import read_motion
 from ikol_engine.pipeline import AnalyzeOptions, analyze, refine
-from ikol_engine.track_solver import SolveOptions
+from ikol_engine.track.options import SolveOptions
 
 END_S = 5.3
 

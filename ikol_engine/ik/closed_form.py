@@ -5,8 +5,8 @@ import torch
 import roma
 
 from .. import skeleton
-from ..kinematics import forward_kinematics
-from ..tree import KinematicTree
+from ..skeleton.kinematics import forward_kinematics
+from ..skeleton.tree import KinematicTree
 from .rotations import swing_between, twist_rotation
 
 _CHILDREN = {j: [c for c, p in enumerate(skeleton.KEYPOINT_PARENTS) if p == j] for j in skeleton.MULTI_CHILD_JOINTS}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 import roma
 
-from ..kinematics import forward_kinematics
-from ..tree import KinematicTree
+from ..skeleton.kinematics import forward_kinematics
+from ..skeleton.tree import KinematicTree
 from .block_cholesky import solve_blocks
 from .normal_equations import NormalLayout, keypoint_normal_equations
 from .rotations import twist_angle, wrap_angle

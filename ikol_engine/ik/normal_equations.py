@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 
 from .. import skeleton
-from ..tree import KinematicTree
+from ..skeleton.tree import KinematicTree
 from .block_cholesky import BlockPattern
 
 TRANSLATION_NODE = skeleton.NUM_JOINTS

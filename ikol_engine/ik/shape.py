@@ -7,7 +7,7 @@ import torch
 
 from .. import skeleton
 from ..body import BodyModel
-from ..devices import resolve_device
+from ..common.devices import resolve_device
 from .inputs import check_targets
 
 _CHILDREN = torch.arange(1, skeleton.NUM_KEYPOINTS)

@@ -9,9 +9,9 @@ import torch
 
 from .. import skeleton
 from ..body import BodyModel
-from ..devices import resolve_device
-from ..kinematics import forward_kinematics, rest_offsets
-from ..tree import SMPL_TREE
+from ..common.devices import resolve_device
+from ..skeleton.kinematics import forward_kinematics, rest_offsets
+from ..skeleton.tree import SMPL_TREE
 from .closed_form import closed_form_pose
 from .gauss_newton import Problem, levenberg_marquardt_step, linearize
 from .inputs import as_tensor, check_targets

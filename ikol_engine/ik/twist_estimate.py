@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .. import skeleton
-from ..kinematics import forward_kinematics
-from ..tree import SMPL_TREE
+from ..skeleton.kinematics import forward_kinematics
+from ..skeleton.tree import SMPL_TREE
 from .rotations import bone_axes, bone_twists, wrap_angle
 
 # An observed direction this close to the bone says little about the twist.

@@ -1,11 +1,17 @@
 """Keypoint regressors: video frames in, 3D keypoints (and, where a backend has them, twist
-and body shape) out. :func:`create_regressor` builds one from a short spec string."""
+and body shape) out. One subpackage per backend, each with its own reading of its
+keypoints for the track stage (a :class:`~ikol_engine.observations.KeypointLayout`).
+:func:`create_regressor` builds one from a short spec string; :func:`layout_for` finds
+the layout of stored keypoints (``refine`` has no regressor, only its keypoints)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from ..observations import KeypointLayout
+from ..track.options import TrackError
 from .base import NUM_BETAS, NUM_TWISTS, KeypointFrames, Regressor, RegressorError
-from .blazepose import BlazePoseRegressor
+from .blazepose import BLAZEPOSE_LAYOUT, BlazePoseRegressor
+from .hybrik.layout import HYBRIK_LAYOUT
 
 __all__ = [
     "NUM_BETAS",
@@ -15,7 +21,10 @@ __all__ = [
     "Regressor",
     "RegressorError",
     "create_regressor",
+    "layout_for",
 ]
+
+_LAYOUTS: tuple[KeypointLayout, ...] = (BLAZEPOSE_LAYOUT, HYBRIK_LAYOUT)
 
 
 def _blazepose(argument: str, model_complexity: int, batch_size: int | None) -> Regressor:
@@ -29,7 +38,7 @@ def _onnx(argument: str, model_complexity: int, batch_size: int | None) -> Regre
         raise ValueError("the onnx regressor needs the model file: onnx:PATH (write one with "
                          "`ikol-engine export-onnx --checkpoint CKPT -o PATH`)")
     # Imported here: the ONNX backend is optional and pulls in onnxruntime.
-    from .onnx_regressor import OnnxRegressor
+    from .hybrik.onnx_regressor import OnnxRegressor
 
     return OnnxRegressor(argument, model_complexity=model_complexity, batch_size=batch_size)
 
@@ -61,3 +70,17 @@ def create_regressor(spec: str = "blazepose", model_complexity: int = 1, batch_s
     if builder is None:
         raise ValueError(f"unknown regressor {spec!r}; known: {', '.join(sorted(_BACKENDS))}")
     return builder(argument, model_complexity, batch_size)
+
+
+def layout_for(names: Sequence[str]) -> KeypointLayout:
+    """The layout whose keypoints have these names.
+
+    Raises:
+        TrackError: keypoints no regressor here gives.
+    """
+    for layout in _LAYOUTS:
+        if tuple(names) == tuple(layout.names):
+            return layout
+    known = ", ".join(f"{layout.name} ({len(layout.names)})" for layout in _LAYOUTS)
+    raise TrackError(f"{len(names)} keypoints ({', '.join(list(names)[:3])}, ...) are none of the known "
+                     f"regressors' keypoints: {known}")

@@ -18,10 +18,10 @@ import roma
 import torch
 
 from ikol_engine import skeleton
-from ikol_engine.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
 from ikol_engine.motion import Motion, write_motion
-from ikol_engine.synthetic import random_betas, random_pose
-from ikol_engine.tree import SMPL_TREE
+from ikol_engine.samples.synthetic import random_betas, random_pose
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 _USER_RESOURCES = tempfile.mkdtemp(prefix="ikol-blender-user-")
 os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES

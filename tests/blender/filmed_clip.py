@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ikol_engine.camera import Camera
-from ikol_engine.ground import Ground
+from ikol_engine.track.camera import Camera
+from ikol_engine.track.ground import Ground
 from ikol_engine.motion import write_motion
 
 WIDTH, HEIGHT, FOV = 1768, 994, 55.0

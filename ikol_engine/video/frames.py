@@ -10,8 +10,8 @@ from pathlib import Path
 
 import cv2
 
-from .atomic_file import atomic_path
-from .video import VideoError, iter_frames
+from ..common.atomic_file import atomic_path
+from .decode import VideoError, iter_frames
 
 
 def export_frames(video: str | Path, indices: Sequence[int], directory: str | Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import roma
 
-from . import skeleton
+from .. import skeleton
 
 # Angle spread (radians) per joint, in SMPL order.
 _SPREAD = torch.tensor([

@@ -1,8 +1,8 @@
 """The paper's regressor through onnxruntime: HybrIK's ResNet-34 exported by ``ikol-engine export-onnx``.
 
 Per frame: a person box (from BlazePose's landmarks on the same frame, or the last box
-found), the original's square crop and normalisation (:mod:`ikol_engine.hybrik.crop`),
-the network on batches of crops, and the original's decoding (:mod:`ikol_engine.hybrik.decode`).
+found), the original's square crop and normalisation (:mod:`ikol_engine.regressors.hybrik.crop`),
+the network on batches of crops, and the original's decoding (:mod:`ikol_engine.regressors.hybrik.decode`).
 
 Results, for :class:`~.base.KeypointFrames`:
 
@@ -11,9 +11,9 @@ Results, for :class:`~.base.KeypointFrames`:
 * ``keypoints``: metres relative to the pelvis, camera axes: x to the image's right, y
   down, z away from the camera (BlazePose's axes, so the same ``to_world_axes`` applies).
 * ``image_keypoints``: pixels of the full frame; ``confidence``: from each heatmap's
-  sharpness (see :class:`ikol_engine.hybrik.network.HybrIKNetwork`).
+  sharpness (see :class:`ikol_engine.regressors.hybrik.network.HybrIKNetwork`).
 * ``twist``: radians per joint 1..23, the IK's convention (checked against HybrIK's IK,
-  see :func:`ikol_engine.hybrik.decode.twist_from_phi`); ``twist_confidence``: the
+  see :func:`ikol_engine.regressors.hybrik.decode.twist_from_phi`); ``twist_confidence``: the
   length of the predicted (cos, sin) pair, at most 1.
 * ``betas``: SMPL shape, the per-coordinate median over the call's frames with a person.
 
@@ -31,12 +31,12 @@ from typing import Protocol
 
 import numpy as np
 
-from .. import skeleton
-from ..hybrik import conventions as hc
-from ..hybrik.crop import box_around, crop_box, crop_images
-from ..hybrik.decode import crop_to_image, crop_to_metric, twist_from_phi
-from ..hybrik.network import INPUT_NAME, OUTPUT_NAMES
-from .base import KeypointFrames, Regressor, RegressorError
+from ... import skeleton
+from . import conventions as hc
+from .crop import box_around, crop_box, crop_images
+from .decode import crop_to_image, crop_to_metric, twist_from_phi
+from .network import INPUT_NAME, OUTPUT_NAMES
+from ..base import KeypointFrames, Regressor, RegressorError
 
 __all__ = ["BlazePoseBoxes", "BoxSource", "OnnxRegressor", "create_session"]
 
@@ -70,7 +70,7 @@ class BlazePoseBoxes:
     """Person boxes around BlazePose's image landmarks (tracking, video mode)."""
 
     def __init__(self, model_complexity: int = 1) -> None:
-        from .blazepose import BlazePoseRegressor
+        from ..blazepose.regressor import BlazePoseRegressor
 
         self._pose = BlazePoseRegressor(model_complexity=model_complexity)
 

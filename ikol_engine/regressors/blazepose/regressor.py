@@ -18,17 +18,14 @@ from pathlib import Path
 import mediapipe as mp
 import numpy as np
 
-from .base import KeypointFrames, Regressor, RegressorError
+from ..base import KeypointFrames, Regressor, RegressorError
+from .landmarks import LANDMARK_NAMES
 
-__all__ = ["COMPLEXITY_NAMES", "KEYPOINT_NAMES", "BlazePoseRegressor", "required_model_files"]
+__all__ = ["COMPLEXITY_NAMES", "BlazePoseRegressor", "required_model_files"]
 
 #: Model complexity -> the name of its landmark model.
 COMPLEXITY_NAMES: dict[int, str] = {0: "lite", 1: "full", 2: "heavy"}
 
-#: The 33 BlazePose landmarks in output order, lowercase ("nose", ..., "right_foot_index").
-KEYPOINT_NAMES: tuple[str, ...] = tuple(
-    landmark.name.lower() for landmark in sorted(mp.solutions.pose.PoseLandmark, key=int)
-)
 
 
 def _mediapipe_root() -> Path:
@@ -81,7 +78,7 @@ class BlazePoseRegressor(Regressor):
         RegressorError: a model file is missing (the message says where it goes).
     """
 
-    keypoint_names = KEYPOINT_NAMES
+    keypoint_names = LANDMARK_NAMES
 
     def __init__(
         self,
@@ -114,7 +111,7 @@ class BlazePoseRegressor(Regressor):
         if self._pose is None:
             raise RegressorError(f"{self.name} regressor is closed")
         self.check_images(images)
-        n, r = len(images), len(KEYPOINT_NAMES)
+        n, r = len(images), len(LANDMARK_NAMES)
         keypoints = np.zeros((n, r, 3), np.float32)
         confidence = np.zeros((n, r), np.float32)
         image_keypoints = np.zeros((n, r, 2), np.float32)
@@ -135,7 +132,7 @@ class BlazePoseRegressor(Regressor):
             image_keypoints[i] = [(p.x * width, p.y * height) for p in normalised]
             detected[i] = True
         np.clip(confidence, 0.0, 1.0, out=confidence)
-        return KeypointFrames(KEYPOINT_NAMES, keypoints, confidence, image_keypoints, detected)
+        return KeypointFrames(LANDMARK_NAMES, keypoints, confidence, image_keypoints, detected)
 
     def reset(self) -> None:
         """Drop the tracked person and the landmark smoothing, before a new clip."""

@@ -3,7 +3,7 @@
 A motion file is an ``.npz`` archive (``np.savez``) of plain arrays, read
 with ``np.load(..., allow_pickle=False)`` so opening one can never run code. Strings are
 numpy unicode arrays; single values are 0-d arrays. It is written atomically (see
-:mod:`ikol_engine.atomic_file`): a crash never leaves half a file.
+:mod:`ikol_engine.common.atomic_file`): a crash never leaves half a file.
 
 Conventions
 -----------
@@ -92,8 +92,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .atomic_file import atomic_path
+from .. import __version__
+from ..common.atomic_file import atomic_path
 
 SCHEMA_VERSION = 1
 QUATERNION_TOLERANCE = 1e-3

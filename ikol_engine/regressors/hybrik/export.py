@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic_file import atomic_path
-from ..regressors.base import RegressorError
+from ...common.atomic_file import atomic_path
+from ..base import RegressorError
 from . import conventions as hc
 from .checkpoint import load_checkpoint
 from .network import INPUT_NAME, OUTPUT_NAMES, HybrIKNetwork

@@ -35,36 +35,11 @@ camera-aligned y-up frame, so y and z flip.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from . import skeleton
-
-LANDMARK_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)
-_L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
-
-
-def _pairs(*parts: str) -> tuple[tuple[int, int], ...]:
-    return tuple((_L[f"left_{part}"], _L[f"right_{part}"]) for part in parts)
-
-
-# Landmark pairs that trade places when a detector mistakes the body's left for its
-# right, by body part: a detector often swaps one part alone (the legs for a few frames
-# after the arms came back), so each part is repaired on its own.
-LEFT_RIGHT_GROUPS: dict[str, tuple[tuple[int, int], ...]] = {
-    "face": _pairs("eye_inner", "eye", "eye_outer", "ear") + ((_L["mouth_left"], _L["mouth_right"]),),
-    "arms": _pairs("shoulder", "elbow", "wrist", "pinky", "index", "thumb"),
-    "legs": _pairs("hip", "knee", "ankle", "heel", "foot_index"),
-}
-LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = sum(LEFT_RIGHT_GROUPS.values(), ())
+from ... import skeleton
+from ...observations import TwistSides
+from .landmarks import LANDMARK_INDEX as _L
 
 _K = {name: i for i, name in enumerate(skeleton.KEYPOINT_NAMES)}
 _DIRECT: dict[str, tuple[str, float]] = {
@@ -79,67 +54,6 @@ _TWIST_WEIGHT = 0.5
 # Hand and foot planes whose two spanning directions are closer than this (sine of
 # their angle, ~15 degrees) give their twist less weight, down to none when collinear.
 _MIN_PLANE_SINE = 0.25
-
-# Keypoint groups whose weights the user sets (the Refine panel's sliders).
-KEYPOINT_GROUPS: dict[str, tuple[str, ...]] = {
-    "torso": ("Pelvis", "L_Hip", "R_Hip", "Spine1", "Spine2", "Spine3", "Neck", "L_Collar", "R_Collar",
-              "L_Shoulder", "R_Shoulder"),
-    "arms": ("L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist", "L_Hand", "R_Hand", "L_Fingertip", "R_Fingertip"),
-    "legs": ("L_Knee", "R_Knee", "L_Ankle", "R_Ankle", "L_Foot", "R_Foot", "L_BigToe", "R_BigToe"),
-    "head": ("Head", "Head_Top"),
-}
-
-
-@dataclass(frozen=True)
-class TwistObservations:
-    """Directions off the bone that fix a joint's twist.
-
-    Attributes:
-        sides: (T, 23, 3) observed direction per twist joint (zero where unobserved).
-        rest_sides: (23, 3) the same direction in the rest pose (SMPL's axes).
-        carriers: (23,) the joint whose frame carries each direction (a palm is
-            carried by the wrist although it fixes the elbow's twist).
-        confidence: (T, 23) weight of each observation, 0 where none.
-    """
-
-    sides: np.ndarray
-    rest_sides: np.ndarray
-    carriers: np.ndarray
-    confidence: np.ndarray
-
-
-def swapped_against_torso(landmarks: np.ndarray, part: str) -> np.ndarray:
-    """Frames (T,) where a part's left-right line points against the shoulders'.
-
-    A pelvis never turns a quarter turn against the chest, nor a head (the neck turns
-    about 80 degrees each way), so hips or ears whose left-to-right line points against
-    the shoulders' are mislabelled. This catches swaps the temporal repair cannot: one
-    that slowly un-swaps as the knees cross back, or a face that stayed swapped when
-    the arms were repaired.
-
-    Args:
-        landmarks: (T, 33, 3) world landmarks, arms already repaired.
-        part: "legs" (judged by the hips) or "face" (by the ears).
-    """
-    point = {"legs": "hip", "face": "ear"}[part]
-    line = landmarks[:, _L[f"left_{point}"]] - landmarks[:, _L[f"right_{point}"]]
-    shoulders = landmarks[:, _L["left_shoulder"]] - landmarks[:, _L["right_shoulder"]]
-    return (line * shoulders).sum(-1) < 0
-
-
-def to_world_axes(points: np.ndarray) -> np.ndarray:
-    """(..., 3) points in BlazePose's axes (y down, z away) -> y-up camera-aligned axes."""
-    return points * np.array([1.0, -1.0, -1.0], dtype=points.dtype)
-
-
-def group_weights(torso: float = 1.0, arms: float = 1.0, legs: float = 1.0, head: float = 1.0) -> np.ndarray:
-    """Per-target multipliers (29,) from the four group weights (each >= 0)."""
-    weights = np.ones(skeleton.NUM_KEYPOINTS, dtype=np.float32)
-    for group, value in (("torso", torso), ("arms", arms), ("legs", legs), ("head", head)):
-        if not value >= 0:
-            raise ValueError(f"the {group} weight must be >= 0, got {value!r}")
-        weights[[_K[name] for name in KEYPOINT_GROUPS[group]]] = value
-    return weights
 
 
 def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
@@ -195,7 +109,7 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
     return targets, confidence
 
 
-def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) -> TwistObservations:
+def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) -> TwistSides:
     """The directions that fix forearm, foot and head twist (see the module docstring).
 
     Args:
@@ -240,7 +154,7 @@ def blazepose_twist_observations(landmarks: np.ndarray, visibility: np.ndarray) 
     bad = ~np.isfinite(sides).all(-1)
     sides[bad] = 0.0
     confidence[bad] = 0.0
-    return TwistObservations(sides, rest_sides, carriers, confidence)
+    return TwistSides(sides, rest_sides, carriers, confidence)
 
 
 def _torso_frame(left_hip: np.ndarray, right_hip: np.ndarray, left_shoulder: np.ndarray,

@@ -9,7 +9,7 @@ What is fetched
 ---------------
 * DeepMimic motion-capture clips (``deepmimic_motion``) from ``pybullet==3.2.7``,
   members ``pybullet_data/data/motions/humanoid3d_<clip>.txt``. They are JSON keyframe
-  files for DeepMimic's 13-joint humanoid (see :mod:`ikol_engine.reference_motion`).
+  files for DeepMimic's 13-joint humanoid (see :mod:`ikol_engine.samples.deepmimic`).
   Licence: the pybullet / Bullet Physics data is distributed under the zlib licence; the
   clips are the DeepMimic mocap clips (Peng et al., "DeepMimic", SIGGRAPH 2018) as
   redistributed in ``pybullet_data``.

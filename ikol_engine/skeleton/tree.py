@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import skeleton
+from .. import skeleton
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""The settings of everything after the regressor (the Refine panel's), and the stage's error."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..skeleton.groups import group_weights
+from .filtering import OneEuroParams
+
+#: progress(stage, done, total), called as a long step advances.
+Progress = Callable[[str, int, int], None]
+
+
+class TrackError(ValueError):
+    """The keypoints cannot give a motion (no person anywhere, bad settings)."""
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Everything after the regressor that the user can tune (the Refine panel's settings).
+
+    Attributes:
+        iterations: Gauss-Newton steps per IK pass.
+        smoothing: temporal smoothing strength, 0 (off) to about 3; scales both the
+            keypoint filter's cutoff and the IK's temporal term.
+        beta: the one-euro filter's speed coefficient (higher: less lag in fast moves).
+        torso, arms, legs, head: keypoint group weights.
+        twist_weight: multiplies the confidence of the twists seen in hands, feet, head.
+        max_gap_s: dropouts up to this long are interpolated; longer ones are held.
+        fov_deg: the camera's horizontal field of view.
+        level_floor: turn the scene so that the floor found under the feet is y = 0.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+
+    iterations: int = 5
+    smoothing: float = 1.0
+    beta: float = 0.5
+    torso: float = 1.0
+    arms: float = 1.0
+    legs: float = 1.0
+    head: float = 1.0
+    twist_weight: float = 1.0
+    max_gap_s: float = 0.5
+    fov_deg: float = 60.0
+    level_floor: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or not 0 <= self.iterations <= 100:
+            raise TrackError(f"iterations must be an integer from 0 to 100, got {self.iterations!r}")
+        for name in ("smoothing", "beta", "twist_weight", "max_gap_s"):
+            if not getattr(self, name) >= 0:
+                raise TrackError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        try:
+            group_weights(self.torso, self.arms, self.legs, self.head)
+        except ValueError as error:
+            raise TrackError(str(error)) from None
+
+    def filter_params(self) -> OneEuroParams | None:
+        """Keypoint filter: smoothing 1 cuts still poses at 1.5 Hz; stronger is lower."""
+        return None if self.smoothing == 0 else OneEuroParams(min_cutoff=1.5 / self.smoothing, beta=self.beta)
+
+    @property
+    def reference_weight(self) -> float:
+        """m^2 of keypoint error worth a rad^2 of rotation away from the smoothed pose."""
+        return 2e-3 * self.smoothing
+

@@ -1,0 +1,161 @@
+"""The IK passes over a clip: batched solves in chunks, warm starts, and the temporal term.
+
+Two kinds of clip: one whose regressor gives twist angles (HybrIK's network), solved with
+them and then again pulled towards the smoothed first pass; and one whose regressor shows
+twist only through points off the bones (BlazePose's palms, feet and ears), where a
+keypoint-only pass seeds the twist estimate, then two passes with the estimated twists
+(the second round settles the wrists), the last also pulled towards the temporally
+smoothed previous solution.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import roma
+import torch
+
+from ..body import BodyModel
+from ..ik import solve
+from ..ik.solver import IKResult
+from ..ik.twist_estimate import estimate_twist
+from ..observations import TwistSides
+from .filtering import one_euro_forward_backward, quaternion_continuity
+from .options import Progress, SolveOptions
+
+# Frames solved in one batch: large enough to amortise Python overhead, small enough
+# that a ten-minute clip never holds all its normal equations at once.
+_CHUNK = 4096
+_SEED_ITERATIONS = 2
+#: A pass stops early once a step lowers the summed objective of its batch (up to _CHUNK
+#: frames) by less than this fraction: warm-started passes settle in two or three steps
+#: (the sample's mean residual and largest frame-to-frame turn came out the same as with
+#: every step taken).
+PASS_TOLERANCE = 1e-2
+# Frames in the running median that removes spikes from observed twist (about 0.23 s at 30 fps).
+_DESPIKE_FRAMES = 7
+
+
+@dataclass(frozen=True)
+class Solved:
+    """The last pass over a clip's V frames, as numpy.
+
+    Attributes:
+        rotations: (V, 24, 3, 3); translation: (V, 3) of the root from the IK (about the
+        hips); residual: (V,) metres; keypoints: (V, 29, 3) solved; twist and
+        twist_confidence: (V, 23), the twists the last pass was given.
+    """
+
+    rotations: np.ndarray
+    translation: np.ndarray
+    residual: np.ndarray
+    keypoints: np.ndarray
+    twist: np.ndarray
+    twist_confidence: np.ndarray
+
+
+def passes_with_twist_angles(targets: np.ndarray, confidence: np.ndarray, twist: np.ndarray,
+                             twist_confidence: np.ndarray, betas: torch.Tensor, options: SolveOptions,
+                             body: BodyModel, fps: float, report: Progress) -> Solved:
+    """IK with the regressor's twists, then again towards the smoothed first pass (if smoothing).
+
+    Args:
+        targets: (V, 29, 3) y-up metres; confidence: (V, 29) weighted; twist and
+            twist_confidence: (V, 23) as observed (``twist_weight`` applied here); betas: (N,).
+    """
+    report("solve", 0, 2)
+    t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
+    phi = torch.from_numpy(twist).float()
+    phi_c = torch.from_numpy(twist_confidence * options.twist_weight).float()
+    shared = dict(betas=betas, body=body, device=options.device, iterations=options.iterations)
+    result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c}, **shared)
+    report("solve", 1, 2)
+    if options.smoothing > 0:
+        reference = smoothed_rotations(result.rotations, fps, options)
+        result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c, "init": result.rotations,
+                                        "reference": reference}, reference_weight=options.reference_weight, **shared)
+    report("solve", 2, 2)
+    return Solved(result.rotations.numpy(), result.translation.numpy(), result.residual.numpy(),
+                  result.keypoints.numpy(), twist, twist_confidence)
+
+
+def passes_with_twist_sides(targets: np.ndarray, confidence: np.ndarray, observed: TwistSides,
+                            betas: torch.Tensor, offsets: torch.Tensor, options: SolveOptions, body: BodyModel,
+                            fps: float, report: Progress) -> Solved:
+    """A keypoint-only seed, then two passes with twists estimated from the seen sides.
+
+    Args:
+        targets: (V, 29, 3) y-up metres; confidence: (V, 29) weighted; observed: the
+            sides for V frames; betas: (N,); offsets: (24, 3) the body's rest bone offsets.
+    """
+    report("solve", 0, 3)
+    t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
+    sides = torch.from_numpy(observed.sides).float()
+    side_confidence = torch.from_numpy(observed.confidence).float() * options.twist_weight
+    rest_sides = torch.from_numpy(observed.rest_sides).float()
+    carriers = torch.from_numpy(observed.carriers)
+    shared = dict(betas=betas, body=body, device=options.device)
+    # The first two passes only seed the twist estimate: a couple of steps get them
+    # close enough, and the last pass, warm-started, spends the full count.
+    seeding = min(options.iterations, _SEED_ITERATIONS)
+    pose = solve_in_chunks(t, c, {}, iterations=seeding, **shared).rotations
+    report("solve", 1, 3)
+    offsets_b = offsets.expand(len(t), -1, -1)
+    reference = None
+    for round_ in range(2):
+        twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
+        twist = torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES))
+        if round_ == 1 and options.smoothing > 0:
+            reference = smoothed_rotations(pose, fps, options)
+        result = solve_in_chunks(
+            t, c, {"twist": twist, "twist_confidence": twist_confidence, "init": pose, "reference": reference},
+            reference_weight=options.reference_weight, iterations=seeding if round_ == 0 else options.iterations,
+            **shared)
+        pose = result.rotations
+        report("solve", 2 + round_, 3)
+    return Solved(pose.numpy(), result.translation.numpy(), result.residual.numpy(), result.keypoints.numpy(),
+                  twist.numpy(), twist_confidence.numpy())
+
+
+def solve_in_chunks(targets: torch.Tensor, confidence: torch.Tensor,
+                    per_frame: dict[str, torch.Tensor | None], **shared: Any) -> IKResult:
+    """One IK pass over a clip, :func:`~.ik.solve` on _CHUNK frames at a time with the
+    pass tolerance, as one result for all frames.
+
+    Args:
+        targets: (T, 29, 3); confidence: (T, 29); per_frame: solve's other frame-wise
+            arguments, (T, ...) tensors (or None); shared: solve's arguments for every chunk.
+    """
+    results = []
+    for start in range(0, len(targets), _CHUNK):
+        frames = slice(start, start + _CHUNK)
+        chunk = {name: None if value is None else value[frames] for name, value in per_frame.items()}
+        results.append(solve(targets[frames], confidence[frames], **chunk, tolerance=PASS_TOLERANCE, **shared))
+    return IKResult(*(torch.cat([getattr(result, field.name) for result in results])
+                      for field in dataclasses.fields(IKResult)))
+
+
+def _despike(angles: np.ndarray, window: int) -> np.ndarray:
+    """Running median over time of (T, 23) angles, unwrapped first; -> (T, 23) wrapped.
+
+    A twist seen from a hand or face that flips for a frame or two (an edge-on palm, an
+    occluded ear) would drag the bone round with it; a median drops such spikes and
+    keeps real turns, which last longer than half the window.
+    """
+    if len(angles) < window:
+        return angles
+    unwrapped = np.unwrap(angles.astype(np.float64), axis=0)
+    half = window // 2
+    padded = np.concatenate([unwrapped[:1].repeat(half, 0), unwrapped, unwrapped[-1:].repeat(half, 0)])
+    median = np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
+    return np.arctan2(np.sin(median), np.cos(median)).astype(np.float32)
+
+
+def smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:
+    """(T, 24, 3, 3) rotations filtered through continuous quaternions -> (T, 24, 3, 3)."""
+    quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
+    smooth = one_euro_forward_backward(quat, fps, options.filter_params())
+    return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))
+

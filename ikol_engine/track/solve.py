@@ -1,0 +1,164 @@
+"""A clip's observations to SMPL motion: everything after the network, the same for every regressor.
+
+``refine`` redoes this from a motion file's stored observations without the video or the
+regressor. Steps, in order:
+
+1. clean-up (:mod:`.clip`): sides repaired, dropouts bridged, keypoints filtered;
+2. the IK's targets from the keypoints (the regressor's
+   :class:`~ikol_engine.observations.KeypointLayout`); one body shape for the clip:
+   kept (refine), the regressor's where they are SMPL betas and the body is SMPL's,
+   else fitted to the clip's median bone lengths;
+3. IK, batched over frames (:mod:`.passes`): with the regressor's twist angles, or with
+   twists estimated from the directions its keypoints show off the bones;
+4. root translation in the camera frame and the floor (:mod:`.placement`), the scene
+   turned so that the floor is y = 0 (the motion file's world frame).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import roma
+import torch
+
+from .. import skeleton
+from ..body import BodyModel
+from ..body.model_file import SMPL_NUM_VERTICES
+from ..ik import fit_shape
+from ..ik.solver import default_body
+from ..observations import KeypointLayout, Observations
+from ..skeleton.groups import group_weights
+from ..skeleton.kinematics import rest_offsets
+from ..skeleton.tree import SMPL_TREE
+from .cleanup import gap_runs
+from .clip import CleanClip, clean_clip
+from .filtering import quaternion_continuity
+from .options import Progress, SolveOptions, TrackError
+from .passes import Solved, passes_with_twist_angles, passes_with_twist_sides
+from .placement import place_in_scene
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The solved clip, in the motion file's world frame (y up, floor at y = 0 if found).
+
+    Attributes:
+        rotations: (T, 24, 4) local rotations, unit quaternions wxyz, continuous in time;
+        translation: (T, 3); valid: (T,); residual_mm: (T,); betas: (N,);
+        targets: (T, 29, 3) and target_confidence: (T, 29), the IK's inputs (world frame);
+        twist, twist_confidence: (T, 23); keypoints: (T, 29, 3) solved, world frame;
+        local_keypoints: (T, 29, 3) solved, about the hips in camera axes (before root
+        motion and floor), and raw_targets: (T, 29, 3) the unfiltered targets in the same
+        frame: the pair the benchmark's jitter compares;
+        swapped: (T,) frames where some body part's sides were swapped back; held: (T,) frames in a
+        dropout too long to interpolate; info: what the run found (JSON-able).
+    """
+
+    rotations: np.ndarray
+    translation: np.ndarray
+    valid: np.ndarray
+    residual_mm: np.ndarray
+    betas: np.ndarray
+    targets: np.ndarray
+    target_confidence: np.ndarray
+    twist: np.ndarray
+    twist_confidence: np.ndarray
+    keypoints: np.ndarray
+    local_keypoints: np.ndarray
+    raw_targets: np.ndarray
+    swapped: np.ndarray
+    held: np.ndarray
+    info: dict[str, Any]
+
+
+def solve_observations(observed: Observations, layout: KeypointLayout, options: SolveOptions = SolveOptions(),
+                       body: BodyModel | None = None, progress: Progress | None = None,
+                       shape: np.ndarray | None = None) -> Solution:
+    """Solves a clip's SMPL motion from its regressor's observations (see the module docstring).
+
+    Args:
+        layout: how to read the observations' keypoints (the regressor's).
+        shape: (N,) betas to keep (refine keeps the clip's body: other IK settings must
+            not change the rig's skeleton); None chooses them as in step 2.
+    Raises:
+        TrackError: keypoints that are not the layout's, no frame with a person, or
+            weights that leave a frame with nothing to fit.
+    """
+    body = body if body is not None else default_body()
+    if tuple(observed.names) != tuple(layout.names):
+        raise TrackError(f"expected {layout.name}'s {len(layout.names)} keypoints, got {len(observed.names)} "
+                         f"({', '.join(observed.names[:3])}, ...)")
+    if not observed.detected.any():
+        raise TrackError("no person was found in any frame")
+    report = progress or (lambda stage, done, total: None)
+
+    clip = clean_clip(observed, layout, options)
+    valid = clip.valid
+    points, confidence = clip.points[valid], clip.confidence[valid]
+    betas, shape_source = _clip_shape(clip, observed, layout, body, shape)
+    rest = body.rest_keypoints(betas[None])[0].numpy()
+    targets, target_confidence = layout.targets(points, confidence, rest)
+    raw_targets, _ = layout.targets(clip.raw_points[valid], confidence, rest)
+    weighted = target_confidence * group_weights(options.torso, options.arms, options.legs, options.head)
+    if not (weighted > 0).any(axis=1).all():
+        raise TrackError("the keypoint group weights and confidences leave frames with nothing to fit; "
+                         "raise a weight above 0")
+
+    solved = _solve(clip, layout, targets, weighted, betas, options, body, observed.fps, report)
+    placed = place_in_scene(points, clip.image[valid], confidence, points[:, list(layout.foot_points)],
+                            solved.rotations, solved.translation, solved.keypoints, targets, rest[0],
+                            observed.image_size, observed.fps, options)
+    info: dict[str, Any] = {"frames": len(valid), "detected": int(observed.detected.sum()), "valid": int(valid.sum()),
+                            "interpolated": int(clip.filled.sum()), "held": int(clip.held.sum()),
+                            "swapped": int(clip.swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
+                            "floor": placed.floor, "keypoints": layout.name, "shape": shape_source}
+    return Solution(
+        rotations=valid_quaternions(placed.rotations, valid), translation=spread_valid(placed.translation, valid),
+        valid=valid, residual_mm=spread_valid(solved.residual * 1000.0, valid), betas=betas.numpy(),
+        targets=spread_valid(placed.targets, valid), target_confidence=spread_valid(target_confidence, valid),
+        twist=spread_valid(solved.twist, valid), twist_confidence=spread_valid(solved.twist_confidence, valid),
+        keypoints=spread_valid(placed.keypoints, valid), local_keypoints=spread_valid(solved.keypoints, valid),
+        raw_targets=spread_valid(raw_targets, valid), swapped=clip.swapped, held=clip.held, info=info)
+
+
+def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout, body: BodyModel,
+                shape: np.ndarray | None) -> tuple[torch.Tensor, str]:
+    """The clip's betas (N,) and where they came from: "kept", "regressor" or "bone lengths"."""
+    if shape is not None:
+        return torch.as_tensor(shape, dtype=torch.float32), "kept"
+    # SMPL coefficients describe only SMPL's own mesh; the bundled body has its own shape space.
+    if layout.smpl_betas and observed.betas is not None and len(body.template_vertices) == SMPL_NUM_VERTICES:
+        return torch.as_tensor(observed.betas[: body.num_betas], dtype=torch.float32), "regressor"
+    mean_rest = body.rest_keypoints(torch.zeros(1, body.num_betas))[0].numpy()
+    targets, confidence = layout.targets(clip.points[clip.valid], clip.confidence[clip.valid], mean_rest)
+    return fit_shape(targets, confidence, body, device="cpu"), "bone lengths"
+
+
+def _solve(clip: CleanClip, layout: KeypointLayout, targets: np.ndarray, weighted: np.ndarray, betas: torch.Tensor,
+           options: SolveOptions, body: BodyModel, fps: float, report: Progress) -> Solved:
+    """The IK passes over the valid frames: with twist angles, or with the twists the layout's sides show."""
+    valid = clip.valid
+    sides = layout.twist_sides(clip.points[valid], clip.confidence[valid])
+    if sides is None:
+        return passes_with_twist_angles(targets, weighted, clip.twist[valid], clip.twist_confidence[valid], betas,
+                                        options, body, fps, report)
+    offsets = rest_offsets(body.rest_keypoints(betas[None]), SMPL_TREE)[0]
+    return passes_with_twist_sides(targets, weighted, sides, betas, offsets, options, body, fps, report)
+
+
+def valid_quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Valid frames' rotations as continuous wxyz quaternions; identity elsewhere -> (T, 24, 4)."""
+    xyzw = roma.rotmat_to_unitquat(torch.from_numpy(rotations).double()).numpy()
+    wxyz = quaternion_continuity(np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1))
+    out = np.zeros((len(valid), skeleton.NUM_JOINTS, 4))
+    out[..., 0] = 1.0
+    out[valid] = wxyz
+    return out.astype(np.float32)
+
+
+def spread_valid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Rows for the valid frames -> all frames, zeros where invalid."""
+    out = np.zeros((len(valid), *values.shape[1:]), dtype=np.float32)
+    out[valid] = values
+    return out

@@ -34,9 +34,9 @@ import numpy as np
 import roma
 import torch
 
-from ikol_blender.scene import bone_space, importer, keyframes, rig
 from ikol_blender.engine.client import EngineClient
 from ikol_blender.engine.jobs import EngineSession
+from ikol_blender.scene import bone_space, importer, keyframes, rig
 from ikol_blender.ui.tasks import ImportVideoTask, RefineTask
 from ikol_engine import samples, skeleton
 from ikol_engine.body import BodyModel

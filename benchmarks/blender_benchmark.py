@@ -34,10 +34,10 @@ import numpy as np
 import roma
 import torch
 
-from ikol_blender import bone_space, importer, keyframes, rig
-from ikol_blender.engine_client import EngineClient
-from ikol_blender.engine_jobs import EngineSession
-from ikol_blender.tasks import ImportVideoTask, RefineTask
+from ikol_blender.engine.client import EngineClient
+from ikol_blender.engine.jobs import EngineSession
+from ikol_blender.scene import bone_space, importer, keyframes, rig
+from ikol_blender.ui.tasks import ImportVideoTask, RefineTask
 from ikol_engine import samples, skeleton
 from ikol_engine.body import BodyModel
 from ikol_engine.motion import Motion, read_motion, write_motion

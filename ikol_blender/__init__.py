@@ -1,7 +1,7 @@
 """IKOL Mocap, the Blender extension (Blender 4.2+).
 
 Imports only bpy, numpy and the standard library; the engine runs in its own Python
-as a subprocess (see :mod:`.engine_process`, :mod:`.engine_client`). Registers the
+as a subprocess (see :mod:`.engine.process`, :mod:`.engine.client`). Registers the
 preferences, the operators (File > Import > Video Motion (IKOL), Refine IK), the IKOL
 sidebar tab and the command line ``blender -c ikol convert VIDEO... -o OUT_DIR``.
 """
@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import bpy
 
-from . import operators, panels, preferences
+from .ui import engine_operators, operators, panels, preferences
 
 CLI_COMMAND = "ikol"
 _USAGE = f"usage: blender -c {CLI_COMMAND} convert VIDEO... -o OUT_DIR [options]  (convert --help for the options)"
@@ -45,6 +45,7 @@ def cli_command(argv: Sequence[str]) -> int:
 def register() -> None:
     global _cli_registration
     preferences.register()
+    engine_operators.register()
     operators.register()
     panels.register()
     _cli_registration = CliRegistration(bpy.utils.register_cli_command(CLI_COMMAND, cli_command), cli_command)
@@ -57,4 +58,5 @@ def unregister() -> None:
         _cli_registration = None
     panels.unregister()
     operators.unregister()
+    engine_operators.unregister()
     preferences.unregister()

@@ -5,7 +5,7 @@ a Python module, or ``blender -b -c ikol convert ...`` (see :func:`ikol_blender.
 For each video, in OUT_DIR: ``STEM.npz`` (the engine's motion file), ``STEM.blend`` (a
 fresh scene holding the keyed rig, and the video's camera with the video behind it), the
 exports asked for, and with ``--preview`` ``STEM_preview.png`` (video frames beside the
-rig seen through that camera; see :mod:`.preview`). Every file is written
+rig seen through that camera; see :mod:`.scene.preview`). Every file is written
 under a temporary name and renamed when complete, so a failure leaves no half file and
 an earlier good file stays as it was.
 
@@ -31,8 +31,10 @@ from pathlib import Path
 import bpy
 import addon_utils  # Blender's module, importable once bpy is imported
 
-from . import engine_process, importer, preview
-from .engine_link import atomic_path, read_motion
+from . import settings
+from .engine import process as engine_process
+from .engine.link import atomic_path, read_motion
+from .scene import importer, preview
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         _check_distinct_stems(videos, args.output)
         exports = [export for export in EXPORTS if getattr(args, export.flag)]
         _enable_exporters(exports)
-        engine = engine_process.resolve_engine(args.engine_python)
+        engine = engine_process.resolve_engine(args.engine_python or settings.engine_python())
         output = _output_folder(args.output)
     except (UsageError, engine_process.EngineUnavailable) as error:
         print(f"ikol: error: {error}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ikol_blender import keyframes
+from ikol_blender.scene import keyframes
 
 
 def fcurves(obj: bpy.types.Object):

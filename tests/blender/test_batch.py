@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 import ikol_blender
-from ikol_blender import batch, engine_process, importer
+from ikol_blender import batch
+from ikol_blender.engine import process as engine_process
+from ikol_blender.scene import importer
 from blender_curves import fcurves, keys
 from ikol_engine import samples, skeleton
 from ikol_engine.motion import Motion, read_motion
@@ -74,7 +76,7 @@ def only(objects, kind: str) -> bpy.types.Object:
 
 def test_preview_puts_the_body_over_the_person(batch_run, blank):
     """Rows of [video frame | rig over it]: the rig's pixels sit where BlazePose saw the person."""
-    from ikol_blender import preview
+    from ikol_blender.scene import preview
 
     motion = batch_run.motion
     picture = preview.read_png(batch_run.output / "demo_preview.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ikol_blender import bone_space
+from ikol_blender.scene import bone_space
 
 MM = 1e-3
 

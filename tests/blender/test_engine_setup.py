@@ -22,8 +22,10 @@ import addon_utils  # Blender's module, importable once bpy is imported
 import pytest
 import torch
 
-from ikol_blender import engine_setup, preferences
-from ikol_blender.engine_setup import EngineSetup, Phase, Step
+from ikol_blender import settings
+from ikol_blender.engine import setup as engine_setup
+from ikol_blender.engine.setup import EngineSetup, Phase, Step
+from ikol_blender.ui import engine_operators, preferences
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "ikoltiny"
@@ -230,8 +232,8 @@ def test_preferences_draw_the_running_setup_and_the_check(monkeypatch, tmp_path)
     setup = EngineSetup(Path(sys.executable), tmp_path / "venv", [])
     setup.phase, setup.step, setup.fraction = Phase.RUNNING, Step.INSTALL, 0.5  # as polls leave it mid-install
     setup.log.extend(f"pip line {number}" for number in range(20))
-    monkeypatch.setattr(preferences, "SETUP", setup)
-    monkeypatch.setattr(preferences, "CHECK", preferences.EngineCheck(
+    monkeypatch.setattr(engine_operators, "SETUP", setup)
+    monkeypatch.setattr(engine_operators, "CHECK", engine_operators.EngineCheck(
         python="/engine/python", result={"torch": "2.13.0", "device": "cuda:0", "gpu": "NVIDIA H100"}))
     calls = []
     preferences.IKOLPreferences.draw(SimpleNamespace(layout=Layout(calls)), bpy.context)
@@ -256,17 +258,17 @@ def enabled():
 
 
 def test_setup_operator_refuses_without_online_access(enabled, monkeypatch, tmp_path):
-    monkeypatch.setattr(preferences, "online_access", lambda: False)
-    monkeypatch.setattr(preferences, "engine_folder", lambda: tmp_path)
-    before = preferences.SETUP
+    monkeypatch.setattr(settings, "online_access", lambda: False)
+    monkeypatch.setattr(settings, "engine_folder", lambda: tmp_path)
+    before = engine_operators.SETUP
     with pytest.raises(RuntimeError, match="Allow Online Access in Preferences > System > Network"):
         bpy.ops.ikol.setup_engine()
-    assert preferences.SETUP is before and list(tmp_path.iterdir()) == []
+    assert engine_operators.SETUP is before and list(tmp_path.iterdir()) == []
 
 
 def test_setup_operator_runs_in_place_in_background(enabled, monkeypatch, tmp_path, wheels, capsys):
-    monkeypatch.setattr(preferences, "online_access", lambda: True)
-    monkeypatch.setattr(preferences, "engine_folder", lambda: tmp_path)
+    monkeypatch.setattr(settings, "online_access", lambda: True)
+    monkeypatch.setattr(settings, "engine_folder", lambda: tmp_path)
     monkeypatch.setattr(engine_setup, "install_packages", lambda: [f"{PACKAGE}==1.0"])
     monkeypatch.setattr(engine_setup, "missing_engine_modules", missing_tiny)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip's environment settings reach the operator's pip
@@ -283,11 +285,11 @@ def test_setup_operator_runs_in_place_in_background(enabled, monkeypatch, tmp_pa
 
 def test_a_setup_outlives_its_operator(enabled, installed, monkeypatch, tmp_path, capsys):
     """Blender ends a modal operator when its window closes or a file loads; an app timer takes over."""
-    monkeypatch.setattr(preferences, "SETUP", EngineSetup(Path(sys.executable), tmp_path / "venv", []))
-    assert preferences._poll_detached_setup() == preferences._TICK_S  # not finished: polled again
+    monkeypatch.setattr(engine_operators, "SETUP", EngineSetup(Path(sys.executable), tmp_path / "venv", []))
+    assert engine_operators._poll_detached_setup() == engine_operators._TICK_S  # not finished: polled again
     finished, _, _ = installed
-    monkeypatch.setattr(preferences, "SETUP", finished)
-    assert preferences._poll_detached_setup() is None
+    monkeypatch.setattr(engine_operators, "SETUP", finished)
+    assert engine_operators._poll_detached_setup() is None
     assert enabled.engine_python == str(finished.python)
     assert capsys.readouterr().out.endswith(f"IKOL engine Python ready: {finished.python}\n")
 
@@ -295,7 +297,7 @@ def test_a_setup_outlives_its_operator(enabled, installed, monkeypatch, tmp_path
 def test_check_engine_in_background_shows_device_and_versions(enabled):
     enabled.engine_python, enabled.device = sys.executable, "cpu"
     assert bpy.ops.ikol.check_engine() == {"FINISHED"}
-    check = preferences.CHECK
+    check = engine_operators.CHECK
     assert not check.running and not check.error
     assert check.result["device"] == "cpu" and check.result["torch"] == torch.__version__
     assert check.result["gpu"] is None
@@ -310,7 +312,7 @@ def test_check_engine_shows_the_engines_refusal(enabled):
     enabled.engine_python, enabled.device = sys.executable, "cuda"
     with pytest.raises(RuntimeError, match="CUDA"):
         bpy.ops.ikol.check_engine()
-    check = preferences.CHECK
+    check = engine_operators.CHECK
     assert not check.running and check.result is None
     assert check.lines() == [check.error] and "CUDA" in check.error
 
@@ -320,4 +322,4 @@ def test_check_engine_names_a_bad_engine_python(enabled, tmp_path):
     with pytest.raises(RuntimeError, match="is not an executable file"):
         bpy.ops.ikol.check_engine()
     message = f"IKOL engine: engine Python {tmp_path / 'no-python'} is not an executable file"
-    assert preferences.CHECK.lines() == [message]
+    assert engine_operators.CHECK.lines() == [message]

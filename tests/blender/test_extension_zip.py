@@ -46,7 +46,7 @@ def installed(built):
     assert bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default",
                                                     enable_on_install=True) == {"FINISHED"}
     addon = importlib.import_module(PACKAGE)
-    for submodule in ("engine_process", "engine_link"):  # reached below as attributes of the package
+    for submodule in ("engine.process", "engine.link"):  # reached below as attributes of the package
         importlib.import_module(f"{PACKAGE}.{submodule}")
     yield addon
     # Disabled first: bpy 4.2 as a module crashes at exit (a Python UI type freed after
@@ -64,8 +64,8 @@ def test_build_validates_and_lays_out_the_zip(built):
     assert result.stdout.strip() == str(archive)
     assert "blender_ext.py validate: Success" in result.stderr
     names = zipfile.ZipFile(archive).namelist()
-    for name in ("blender_manifest.toml", "engine_requirements.txt", "__init__.py", "batch.py", "engine_process.py",
-                 "engine_setup.py", "importer.py",
+    for name in ("blender_manifest.toml", "engine_requirements.txt", "__init__.py", "batch.py", "engine/process.py",
+                 "engine/setup.py", "scene/importer.py", "ui/preferences.py",
                  "vendor/ikol_engine/cli.py", "vendor/ikol_engine/motion.py",
                  "vendor/ikol_engine/body/data/default_body.npz"):
         assert name in names
@@ -96,7 +96,7 @@ def test_installed_addon_is_enabled_with_its_preferences_and_command(installed):
 
 
 def test_installed_addon_runs_its_vendored_engine(installed):
-    engine = installed.engine_process.resolve_engine(sys.executable)
+    engine = installed.engine.process.resolve_engine(sys.executable)
     vendor = Path(installed.__file__).parent / "vendor"
     assert engine.source == vendor
     probe = subprocess.run([str(engine.python), "-c", "import ikol_engine; print(ikol_engine.__file__)"],
@@ -107,7 +107,7 @@ def test_installed_addon_runs_its_vendored_engine(installed):
 
 
 def test_conversion_through_the_installed_addon(installed, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(installed.engine_process.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.delenv(installed.engine.process.ENVIRONMENT_VARIABLE, raising=False)
     preferences = bpy.context.preferences.addons[PACKAGE].preferences
     video, output = samples.demo_video(), tmp_path / "out"
     convert = installed._cli_registration.function
@@ -116,13 +116,13 @@ def test_conversion_through_the_installed_addon(installed, tmp_path, monkeypatch
     assert convert(["convert", str(video), "-o", str(output)]) == 2
     assert f"engine Python {tmp_path / 'no-python'} is not an executable file" in capsys.readouterr().err
     environments = []
-    original = installed.engine_process.Engine.environment
+    original = installed.engine.process.Engine.environment
 
     def recorded(engine):
         environments.append(original(engine))
         return environments[-1]
 
-    monkeypatch.setattr(installed.engine_process.Engine, "environment", recorded)
+    monkeypatch.setattr(installed.engine.process.Engine, "environment", recorded)
     preferences.engine_python = sys.executable
     try:
         code = convert(["convert", str(video), "-o", str(output), "--end", "0.4", "--fbx"])
@@ -132,7 +132,7 @@ def test_conversion_through_the_installed_addon(installed, tmp_path, monkeypatch
     assert sorted(path.name for path in output.iterdir()) == ["demo.blend", "demo.fbx", "demo.npz"]
     vendor = str(Path(installed.__file__).parent / "vendor")
     assert environments and all(env["PYTHONPATH"].split(os.pathsep)[0] == vendor for env in environments)
-    motion = installed.engine_link.read_motion(output / "demo.npz")
+    motion = installed.engine.link.read_motion(output / "demo.npz")
     assert len(motion.frame_indices) == 12
     bpy.ops.wm.open_mainfile(filepath=str(output / "demo.blend"))
     (armature,) = [obj for obj in bpy.data.objects if obj.type == "ARMATURE"]

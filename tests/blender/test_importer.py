@@ -7,7 +7,7 @@ import bpy
 import numpy as np
 import pytest
 
-from ikol_blender import bone_space, importer, keyframes, rig
+from ikol_blender.scene import bone_space, importer, keyframes, rig
 from blender_curves import fcurves, keys
 from ikol_engine.motion import MotionFileError
 

@@ -21,8 +21,8 @@ TIMEOUT_S = 300.0
 
 @pytest.fixture(scope="module")
 def session():
-    from ikol_blender.engine_client import EngineClient
-    from ikol_blender.engine_jobs import EngineSession
+    from ikol_blender.engine.client import EngineClient
+    from ikol_blender.engine.jobs import EngineSession
 
     engine = EngineSession(lambda: EngineClient([sys.executable, "-m", "ikol_engine.server"]))
     yield engine
@@ -58,7 +58,7 @@ def imported(session, tmp_path_factory):
     """One second of the sample imported through the engine server; (armature name, motion path, outcome)."""
     import bpy
 
-    from ikol_blender.tasks import ImportVideoTask
+    from ikol_blender.ui.tasks import ImportVideoTask
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     output = tmp_path_factory.mktemp("motions") / "demo.npz"
@@ -85,8 +85,8 @@ def test_import_makes_a_keyed_rig_from_the_video(imported):
 def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported):
     import bpy
 
-    from ikol_blender.importer import MEAN_RESIDUAL_PROPERTY, MOTION_PROPERTY
-    from ikol_blender.tasks import PREVIOUS_RESIDUAL_PROPERTY, RefineTask
+    from ikol_blender.scene.importer import MEAN_RESIDUAL_PROPERTY, MOTION_PROPERTY
+    from ikol_blender.ui.tasks import PREVIOUS_RESIDUAL_PROPERTY, RefineTask
 
     name, output, _ = imported
     armature = bpy.data.objects[name]
@@ -109,8 +109,8 @@ def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported
     assert armature[MEAN_RESIDUAL_PROPERTY] == pytest.approx(result["residual_mm"], abs=1e-3)
     assert armature[PREVIOUS_RESIDUAL_PROPERTY] == pytest.approx(result["previous_residual_mm"], abs=1e-3)
     assert f"{result['previous_residual_mm']:.1f} -> {result['residual_mm']:.1f} mm" in outcome.message
-    from ikol_blender.importer import CAMERA_PROPERTY
-    from ikol_blender.video_camera import video_camera
+    from ikol_blender.scene.camera import video_camera
+    from ikol_blender.scene.importer import CAMERA_PROPERTY
 
     camera = np.array(bpy.data.objects[armature[CAMERA_PROPERTY]].matrix_world)
     assert np.abs(camera - video_camera(refined).matrix_world).max() < 1e-5  # follows the new floor fit
@@ -120,8 +120,8 @@ def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported
 def test_cancel_mid_analysis_leaves_the_scene_and_disk_unchanged(session, tmp_path):
     import bpy
 
-    from ikol_blender.engine_jobs import JobPhase
-    from ikol_blender.tasks import ImportVideoTask
+    from ikol_blender.engine.jobs import JobPhase
+    from ikol_blender.ui.tasks import ImportVideoTask
 
     before = scene_state()
     output = tmp_path / "cancelled.npz"
@@ -142,7 +142,7 @@ def test_cancel_mid_analysis_leaves_the_scene_and_disk_unchanged(session, tmp_pa
 def test_bad_video_is_reported_and_changes_nothing(session, tmp_path):
     import bpy
 
-    from ikol_blender.tasks import ImportVideoTask
+    from ikol_blender.ui.tasks import ImportVideoTask
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
@@ -158,7 +158,7 @@ def test_bad_video_is_reported_and_changes_nothing(session, tmp_path):
 def test_a_killed_engine_is_reported_and_a_restart_serves_again(session, imported, tmp_path):
     import bpy
 
-    from ikol_blender.tasks import ImportVideoTask, RefineTask
+    from ikol_blender.ui.tasks import ImportVideoTask, RefineTask
 
     before = scene_state()
     task = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "killed.npz")
@@ -181,8 +181,8 @@ def test_a_killed_engine_is_reported_and_a_restart_serves_again(session, importe
 def test_a_request_after_an_unnoticed_death_fails_the_orphans_and_runs(session, imported, tmp_path):
     import bpy
 
-    from ikol_blender.engine_jobs import JobPhase
-    from ikol_blender.tasks import ImportVideoTask, RefineTask
+    from ikol_blender.engine.jobs import JobPhase
+    from ikol_blender.ui.tasks import ImportVideoTask, RefineTask
 
     orphan = ImportVideoTask(session, video=samples.demo_video(), output=tmp_path / "orphan.npz")
     orphan.start()
@@ -200,10 +200,11 @@ def test_operators_run_in_place_in_background_mode(session, tmp_path, monkeypatc
     import bpy
 
     import ikol_blender
-    from ikol_blender import operators, preferences
+    from ikol_blender import settings
+    from ikol_blender.ui import operators
 
     monkeypatch.setenv("IKOL_ENGINE_PYTHON", sys.executable)
-    monkeypatch.setattr(preferences, "motion_folder", lambda: tmp_path)
+    monkeypatch.setattr(settings, "motion_folder", lambda: tmp_path)
     ikol_blender.register()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -224,8 +225,8 @@ def test_modal_operator_shows_progress_cancels_on_esc_and_cleans_up(session, tmp
     """The modal handler itself, fed timer and Esc events as Blender's event loop would."""
     from types import SimpleNamespace
 
-    from ikol_blender import operators
-    from ikol_blender.tasks import ImportVideoTask
+    from ikol_blender.ui import operators
+    from ikol_blender.ui.tasks import ImportVideoTask
 
     calls, reports = [], []
     manager = SimpleNamespace(windows=[], progress_update=lambda value: calls.append(("progress", value)),
@@ -262,8 +263,8 @@ def test_blender_ending_the_modal_cancels_the_job_and_frees_the_next(session, tm
     """Loading a file or closing the window ends a modal operator with cancel()."""
     from types import SimpleNamespace
 
-    from ikol_blender import operators
-    from ikol_blender.tasks import ImportVideoTask
+    from ikol_blender.ui import operators
+    from ikol_blender.ui.tasks import ImportVideoTask
 
     calls = []
     manager = SimpleNamespace(event_timer_remove=lambda timer: calls.append("timer removed"),

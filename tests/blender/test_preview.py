@@ -9,8 +9,8 @@ from filmed_clip import WIDTH, engine_pixels, filmed  # noqa: F401 (a fixture)
 def test_rendered_body_covers_the_projected_joints(blank, filmed, clip, tmp_path):
     import bpy
 
-    from ikol_blender import preview
-    from ikol_blender.importer import CAMERA_PROPERTY, import_motion
+    from ikol_blender.scene import preview
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motion
 
     path, motion = filmed
     armature = import_motion(blank, path)

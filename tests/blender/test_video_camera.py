@@ -5,8 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from ikol_blender.bone_space import AXIS_CHANGE
-from ikol_blender.video_camera import video_camera
+from ikol_blender.scene.bone_space import AXIS_CHANGE
+from ikol_blender.scene.camera import video_camera
 from filmed_clip import HEIGHT, WIDTH, engine_pixels, filmed  # noqa: F401 (a fixture)
 from ikol_engine import samples
 
@@ -15,7 +15,7 @@ def test_bone_heads_project_onto_the_engine_pixels(blank, filmed, clip):
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
 
-    from ikol_blender.importer import CAMERA_PROPERTY, import_motion
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motion
 
     path, motion = filmed
     armature = import_motion(blank, path)
@@ -50,7 +50,7 @@ def test_camera_pose_without_floor_is_the_origin_looking_down_minus_y(clip):
 def test_existing_camera_is_kept_and_video_plays_behind_the_new_one(blank, filmed):
     import bpy
 
-    from ikol_blender.importer import CAMERA_PROPERTY, import_motion
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motion
 
     mine = bpy.data.objects.new("Mine", bpy.data.cameras.new("Mine"))
     blank.scene.collection.objects.link(mine)

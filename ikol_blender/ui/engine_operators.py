@@ -1,14 +1,15 @@
-"""The add-on's preferences: the engine's Python (set up and checked here), device, body model, cache folder.
+"""Set Up Engine, Cancel and Check Engine: the preferences' buttons, and what they leave for the preferences to draw.
 
-*Set Up Engine* makes the engine Python (:mod:`.engine_setup`) in the extension's user
-folder; *Check Engine* starts the engine and shows what it runs with. Both are modal with
-a timer where there is a window (a setup whose operator Blender ends, as when a file loads,
-is polled on by an app timer), and synchronous in background mode.
+*Set Up Engine* makes the engine Python (:mod:`ikol_blender.engine.setup`) in the
+extension's user folder; *Check Engine* starts the engine and shows what it runs with.
+Both are modal with a timer where there is a window (a setup whose operator Blender ends,
+as when a file loads, is polled on by an app timer), and synchronous in background mode.
+They share the engine session and the modal helpers of :mod:`.operators`: a setup or
+check must not start while an import or refine runs, and restarts the engine it replaces.
 """
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,145 +17,17 @@ from typing import Any
 
 import bpy
 
-# Module imports, not names: operators and engine_process import this module in turn.
-from . import engine_process, engine_setup, operators
-from .devices import DEVICE_ITEMS
-from .engine_client import EngineGone
-from .engine_jobs import EngineJob, JobPhase
-from .engine_setup import EngineSetup, Phase
+from .. import settings
+from ..engine import setup as engine_setup  # a module: tests replace its functions
+from ..engine.client import EngineGone
+from ..engine.jobs import EngineJob, JobPhase
+from ..engine.process import EngineUnavailable
+from ..engine.setup import EngineSetup, Phase
+from . import operators
 
-ENGINE_PYTHON_LABEL = "Engine Python"
 ONLINE_ACCESS_MESSAGE = "Allow Online Access in Preferences > System > Network"
 CHECK_TIMEOUT_S = 120.0
-_LOG_LINES = 12
 _TICK_S = 0.1
-_PHASE_ICONS = {Phase.SUCCEEDED: "CHECKMARK", Phase.FAILED: "ERROR", Phase.CANCELLED: "CANCEL"}
-
-
-class IKOLPreferences(bpy.types.AddonPreferences):
-    # The add-on's package: "ikol_blender" from a checkout, "bl_ext.<repo>.ikol_mocap" installed.
-    bl_idname = __package__
-
-    engine_python: bpy.props.StringProperty(
-        name=ENGINE_PYTHON_LABEL, subtype="FILE_PATH",
-        description="Python interpreter with the IKOL engine's requirements (torch, mediapipe) installed; "
-                    "the extension runs the engine in it, never in Blender's own Python")
-    torch_build: bpy.props.EnumProperty(
-        name="Torch build", default="default",
-        description="Which build of torch Set Up Engine installs",
-        items=[("default", "PyPI", "PyPI's torch: with CUDA on Linux (a large download), CPU-only on Windows "
-                                   "and macOS"),
-               ("cpu", "CPU only", "PyTorch's CPU build: the smallest download; the engine runs on the CPU"),
-               ("cu128", "CUDA 12.8", "PyTorch's CUDA 12.8 build, for NVIDIA GPUs on Windows and Linux")])
-
-    device: bpy.props.EnumProperty(
-        name="Default device", default="auto",
-        items=DEVICE_ITEMS)
-    body_model: bpy.props.StringProperty(
-        name="SMPL model file", subtype="FILE_PATH",
-        description="SMPL .pkl/.npz you obtained under SMPL's licence; empty uses the bundled licence-free body")
-    cache_folder: bpy.props.StringProperty(
-        name="Motion files", subtype="DIR_PATH",
-        description="Where imports keep their motion files (Refine re-solves from them); empty: the "
-                    "extension's user folder")
-
-    def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        engine = layout.box()
-        engine.prop(self, "engine_python")
-        engine.prop(self, "torch_build")
-        row = engine.row(align=True)
-        row.operator(IKOL_OT_setup_engine.bl_idname, icon="IMPORT")
-        row.operator(IKOL_OT_check_engine.bl_idname, icon="VIEWZOOM")
-        if not online_access():
-            engine.label(text=f"{ONLINE_ACCESS_MESSAGE} to set up the engine", icon="INFO")
-        _draw_setup(engine)
-        _draw_check(engine)
-        layout.prop(self, "device")
-        layout.prop(self, "body_model")
-        layout.prop(self, "cache_folder")
-
-
-def _draw_setup(layout: bpy.types.UILayout) -> None:
-    if SETUP is None:
-        return
-    box = layout.box()
-    if SETUP.finished:
-        box.label(text=SETUP.message, icon=_PHASE_ICONS[SETUP.phase])
-        if SETUP.phase is Phase.SUCCEEDED:
-            return
-        box.label(text=f"Full log: {SETUP.log_file}")
-    else:
-        row = box.row()
-        step = SETUP.step.value if SETUP.step else "Starting"
-        row.progress(factor=SETUP.fraction, type="BAR", text=f"{step} {100 * SETUP.fraction:.0f}%")
-        row.operator(IKOL_OT_cancel_engine_setup.bl_idname, icon="CANCEL")
-    log = box.column(align=True)
-    log.scale_y = 0.7
-    for line in list(SETUP.log)[-_LOG_LINES:]:
-        log.label(text=line)
-
-
-def _draw_check(layout: bpy.types.UILayout) -> None:
-    lines = CHECK.lines()
-    if not lines:
-        return
-    box = layout.box()
-    icon = "ERROR" if CHECK.error else "INFO"
-    for line in lines:
-        box.label(text=line, icon=icon)
-        icon = "BLANK1"
-
-
-def _preferences() -> IKOLPreferences | None:
-    addon = bpy.context.preferences.addons.get(__package__)
-    return None if addon is None else addon.preferences
-
-
-def engine_python() -> str:
-    """The preference's value, or "" where the add-on is not enabled (bpy used as a module)."""
-    preferences = _preferences()
-    return bpy.path.abspath(preferences.engine_python) if preferences else ""
-
-
-def default_device() -> str:
-    preferences = _preferences()
-    return preferences.device if preferences else "auto"
-
-
-def body_model() -> str | None:
-    """The SMPL file to use, or None for the engine's bundled body."""
-    preferences = _preferences()
-    return bpy.path.abspath(preferences.body_model) if preferences and preferences.body_model else None
-
-
-def motion_folder() -> Path:
-    """Where new motion files go: the preference, else the extension's user folder.
-
-    Installed, that is Blender's per-extension user folder (kept across updates, never the
-    extension's own folder); loaded from a checkout, a folder in the system's temp.
-    """
-    preferences = _preferences()
-    if preferences and preferences.cache_folder:
-        return Path(bpy.path.abspath(preferences.cache_folder))
-    return _user_folder("motions")
-
-
-def engine_folder() -> Path:
-    """Where Set Up Engine puts the engine's venv (and its log)."""
-    return _user_folder("engine")
-
-
-def _user_folder(name: str) -> Path:
-    try:
-        return Path(bpy.utils.extension_path_user(__package__, path=name, create=True))
-    except ValueError:  # not loaded as an extension
-        return Path(tempfile.gettempdir()) / "ikol-mocap" / name
-
-
-def online_access() -> bool:
-    """Whether the user allows add-ons to go online (read-only in Blender; tests replace this)."""
-    return bpy.app.online_access
 
 
 # ---- Set Up Engine ---------------------------------------------------------------------
@@ -183,7 +56,7 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         global SETUP
-        if not online_access():
+        if not settings.online_access():
             self.report({"ERROR"}, ONLINE_ACCESS_MESSAGE)
             return {"CANCELLED"}
         if operators.RUNNING:
@@ -194,13 +67,11 @@ class IKOL_OT_setup_engine(bpy.types.Operator):
         except OSError as error:
             self.report({"ERROR"}, f"IKOL engine setup: {error}")
             return {"CANCELLED"}
-        preferences = _preferences()
-        torch_build = preferences.torch_build if preferences else "default"
         # The running engine may live in the venv about to be replaced (Windows keeps such files locked).
         operators.SESSION.restart()
         # Blender's own Python is only the new venv's base; nothing is installed into it.
-        SETUP = EngineSetup(Path(sys.executable), engine_folder() / "venv", packages,
-                            engine_setup.torch_index_arguments(torch_build))
+        SETUP = EngineSetup(Path(sys.executable), settings.engine_folder() / "venv", packages,
+                            engine_setup.torch_index_arguments(settings.torch_build()))
         if bpy.app.background or context.window is None:
             SETUP.run(on_line=lambda line: print(line, flush=True))
             return self._conclude()
@@ -242,7 +113,7 @@ def _conclude_setup() -> tuple[str, str]:
         failed = SETUP.phase is Phase.FAILED
         detail = f" (log: {SETUP.log_file})" if failed else ""
         return "ERROR" if failed else "WARNING", f"IKOL {SETUP.message}{detail}"
-    preferences = _preferences()
+    preferences = settings.addon_preferences()
     if preferences is not None:
         preferences.engine_python = str(SETUP.python)
     if not operators.RUNNING:  # an engine started meanwhile runs the previous Python
@@ -326,8 +197,8 @@ class IKOL_OT_check_engine(bpy.types.Operator):
         if not operators.RUNNING:  # check the engine as now set, not one started before a change
             operators.SESSION.restart()
         try:
-            self.job = operators.SESSION.submit("info", device=default_device())
-        except (EngineGone, engine_process.EngineUnavailable) as error:
+            self.job = operators.SESSION.submit("info", device=settings.default_device())
+        except (EngineGone, EngineUnavailable) as error:
             CHECK = EngineCheck(error=f"IKOL engine: {error}")
             self.report({"ERROR"}, CHECK.error)
             return {"CANCELLED"}
@@ -367,7 +238,7 @@ class IKOL_OT_check_engine(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IKOLPreferences, IKOL_OT_setup_engine, IKOL_OT_cancel_engine_setup, IKOL_OT_check_engine)
+CLASSES = (IKOL_OT_setup_engine, IKOL_OT_cancel_engine_setup, IKOL_OT_check_engine)
 
 
 def register() -> None:

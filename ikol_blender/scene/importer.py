@@ -12,7 +12,7 @@ frames as the custom property ``ikol_residual_mm`` of the armature object, where
 Graph Editor shows bad stretches at a glance.
 
 Camera: where the file records the camera it was solved with (image size, field of
-view, floor), a camera object is made at that place (:mod:`.video_camera`), so looking
+view, floor), a camera object is made at that place (:mod:`.camera`), so looking
 through it lines the rig up with the video; given the video, it becomes the camera's
 background movie clip, in step with the keys. A scene without an active camera gets
 this one, with the video's resolution.
@@ -25,9 +25,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..engine.link import Motion, read_motion
 from . import bone_space, keyframes, rig
-from .engine_link import Motion, read_motion
-from .video_camera import VideoCamera, video_camera
+from .camera import VideoCamera, video_camera
 
 RESIDUAL_PROPERTY = "ikol_residual_mm"
 MOTION_PROPERTY = "ikol_motion"

@@ -1,7 +1,7 @@
 """A picture to judge a conversion at a glance: video frames beside the rig.
 
 Each row is one moment of the clip: on the left the video frame, on the right the
-rig's body rendered through the video's camera (:mod:`.video_camera`) over that same
+rig's body rendered through the video's camera (:mod:`.camera`) over that same
 frame, so a wrong pose, a swapped side or a misplaced body shows at once. Rendering
 uses Workbench, which works without a GPU and in background mode. The video frames
 come from the engine (Blender's Python reads no video here), as PNG files.
@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .engine_link import Motion, atomic_path
+from ..engine.link import Motion, atomic_path
 
 # Width of one picture in the preview, pixels.
 CELL_WIDTH = 480

@@ -1,6 +1,6 @@
 """The UI's two long jobs, importing a video and refining a rig, as objects a caller ticks.
 
-Each task sends its request through the :class:`~.engine_jobs.EngineSession`, is ticked
+Each task sends its request through the :class:`~ikol_blender.engine.jobs.EngineSession`, is ticked
 (from a modal operator's timer, or in a loop where no window exists), and on its job's
 last event does its one change to the scene on the main thread, or none: a failed or
 cancelled job leaves the scene exactly as it was. Ticking returns None while the engine
@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 import bpy
 
-from .engine_jobs import EngineJob, EngineSession, JobPhase
-from .engine_link import MotionFileError
-from .importer import MOTION_PROPERTY, import_motion, rekey_motion
+from ..engine.jobs import EngineJob, EngineSession, JobPhase
+from ..engine.link import MotionFileError
+from ..scene.importer import MOTION_PROPERTY, import_motion, rekey_motion
 
 PREVIOUS_RESIDUAL_PROPERTY = "ikol_previous_residual_mm"
 

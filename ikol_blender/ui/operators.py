@@ -11,12 +11,12 @@ from pathlib import Path
 
 import bpy
 
-from . import preferences
-from .devices import DEVICE_ITEMS
-from .engine_client import EngineClient, EngineGone
-from .engine_jobs import EngineSession
-from .engine_process import EngineUnavailable, resolve_engine
-from .importer import MOTION_PROPERTY
+from .. import settings
+from ..engine.client import EngineClient, EngineGone
+from ..engine.devices import DEVICE_ITEMS
+from ..engine.jobs import EngineSession
+from ..engine.process import EngineUnavailable, resolve_engine
+from ..scene.importer import MOTION_PROPERTY
 from .tasks import ImportVideoTask, Outcome, RefineTask, motion_path
 
 VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
@@ -24,7 +24,7 @@ TICK_S = 0.1
 
 
 def _make_client() -> EngineClient:
-    engine = resolve_engine()
+    engine = resolve_engine(settings.engine_python())
     return EngineClient(engine.command([], module="ikol_engine.server"), engine.environment())
 
 
@@ -161,9 +161,9 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         if self.end and self.end <= self.start:
             self.report({"ERROR"}, "End must come after Start (or be 0 for the whole video)")
             return {"CANCELLED"}
-        device = preferences.default_device() if self.device == "PREFERENCE" else self.device
+        device = settings.default_device() if self.device == "PREFERENCE" else self.device
         try:
-            output = motion_path(preferences.motion_folder(), video.stem)
+            output = motion_path(settings.motion_folder(), video.stem)
         except OSError as error:
             self.report({"ERROR"}, f"cannot write motion files there (Preferences > Motion files): {error}")
             return {"CANCELLED"}
@@ -172,7 +172,7 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
             options={"start_s": self.start or None, "end_s": self.end or None,
                      "model_complexity": int(self.model_complexity)},
             solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
-            body=bpy.path.abspath(self.body) if self.body else preferences.body_model())
+            body=bpy.path.abspath(self.body) if self.body else settings.body_model())
         return self.run(context, task)
 
 
@@ -200,8 +200,8 @@ class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
             self.report({"ERROR"}, f"cannot write the refined motion beside {source}: {error}")
             return {"CANCELLED"}
         task = RefineTask(SESSION, armature_name=armature.name, output=output,
-                          solve=armature.ikol_refine.solve_options(preferences.default_device()),
-                          body=preferences.body_model())
+                          solve=armature.ikol_refine.solve_options(settings.default_device()),
+                          body=settings.body_model())
         return self.run(context, task)
 
 

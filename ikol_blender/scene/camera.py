@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.link import Ground, Motion
 from .bone_space import AXIS_CHANGE
-from .engine_link import Ground, Motion
 
 
 @dataclass(frozen=True)

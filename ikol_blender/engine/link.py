@@ -7,14 +7,16 @@ are used here (numpy and the standard library), so Blender's Python never needs 
 """
 from __future__ import annotations
 
+_ADDON = __package__.rpartition(".")[0]  # vendor/ sits beside engine/, at the add-on's top
+
 try:
-    from .vendor.ikol_engine import motion
-    from .vendor.ikol_engine.common import atomic_file
-    from .vendor.ikol_engine.track import filtering, ground
+    from ..vendor.ikol_engine import motion
+    from ..vendor.ikol_engine.common import atomic_file
+    from ..vendor.ikol_engine.track import filtering, ground
 except ModuleNotFoundError as error:
     # Only a missing vendor folder means "source checkout"; a vendored engine that fails
     # to import for another reason must say so.
-    if error.name not in (f"{__package__}.vendor", f"{__package__}.vendor.ikol_engine"):
+    if error.name not in (f"{_ADDON}.vendor", f"{_ADDON}.vendor.ikol_engine"):
         raise
     from ikol_engine import motion
     from ikol_engine.common import atomic_file

@@ -21,15 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import preferences
-
 ENVIRONMENT_VARIABLE = "IKOL_ENGINE_PYTHON"
 #: What the engine imports at the top level; an engine Python must find all of them.
 ENGINE_MODULES = ("ikol_engine", "torch", "mediapipe", "cv2", "smplx", "roma")
 ENGINE_ERROR_PREFIX = "ikol-engine: error: "
 #: A progress line of the engine's ProgressBar when stderr is not a terminal.
 _PROGRESS = re.compile(r"^(?P<stage>[^:]+): (?P<done>\d+)/(?P<total>\d+) \((?P<percent>\d+)%\)$")
-_VENDOR = Path(__file__).resolve().parent / "vendor"
+#: The extension's folder (the one holding ``engine/``), where an installed copy keeps ``vendor/``.
+ADDON_ROOT = Path(__file__).resolve().parents[1]
+#: The add-on preference naming the engine Python, as the error below tells the user to set it.
+ENGINE_PYTHON_LABEL = "Engine Python"
 _KEPT_LINES = 20
 _TERMINATE_GRACE_S = 5.0
 _PROBE_TIMEOUT_S = 60.0
@@ -103,24 +104,31 @@ class AnalyzeOptions:
         return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
 
 
+def vendored_source(root: Path = ADDON_ROOT) -> Path | None:
+    """The folder holding the vendored ``ikol_engine`` (installed extension), or None (a checkout)."""
+    vendor = root / "vendor"
+    return vendor if (vendor / "ikol_engine").is_dir() else None
+
+
 def resolve_engine(python: str | Path | None = None) -> Engine:
     """The engine to run, checked to find the engine's modules.
 
-    The engine Python is the first of: ``python``; the add-on preference (when running
-    as the installed add-on); ``$IKOL_ENGINE_PYTHON``; this very Python if it finds the
-    engine's modules (bpy used as a Python module in the engine's environment).
+    The engine Python is the first of: ``python`` (the caller's choice: a command-line
+    flag, else the add-on preference; empty for none); ``$IKOL_ENGINE_PYTHON``; this very
+    Python if it finds the engine's modules (bpy used as a Python module in the engine's
+    environment).
 
     Raises:
         EngineUnavailable: none is set and this Python lacks the engine, or the chosen
             one does not run or lacks the engine's modules.
     """
-    source = _VENDOR if (_VENDOR / "ikol_engine").is_dir() else None
-    candidates = (python, preferences.engine_python(), os.environ.get(ENVIRONMENT_VARIABLE))
+    source = vendored_source()
+    candidates = (python, os.environ.get(ENVIRONMENT_VARIABLE))
     chosen = next((str(candidate) for candidate in candidates if candidate), None)
     if chosen is None:
         engine = Engine(Path(sys.executable), source)
         if missing := engine.missing_modules():
-            raise EngineUnavailable(f"no engine Python: set the add-on preference '{preferences.ENGINE_PYTHON_LABEL}' "
+            raise EngineUnavailable(f"no engine Python: set the add-on preference '{ENGINE_PYTHON_LABEL}' "
                                     f"or {ENVIRONMENT_VARIABLE} to a Python with the engine's requirements "
                                     f"({sys.executable} lacks {', '.join(missing)})")
         return engine

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine_client import EXIT_EVENT, EngineClient, EngineGone
+from .client import EXIT_EVENT, EngineClient, EngineGone
 
 # Share of the progress bar each stage fills: the keypoint network is most of an analysis.
 _STAGE_SPANS = {"analyze": {"regress": (0.0, 0.9), "solve": (0.9, 1.0)}, "refine": {"solve": (0.0, 1.0)}}

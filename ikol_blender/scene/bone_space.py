@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine_link import quaternion_continuity
+from ..engine.link import quaternion_continuity
 
 AXIS_CHANGE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """(3, 3) SMPL y-up axes to Blender z-up axes: a +90 degree rotation about x."""

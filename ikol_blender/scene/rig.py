@@ -13,8 +13,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..engine.link import Motion
 from . import bone_space
-from .engine_link import Motion
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bpy
 
-from .importer import MEAN_RESIDUAL_PROPERTY
+from ..scene.importer import MEAN_RESIDUAL_PROPERTY
 from .operators import RUNNING, SESSION, IKOL_OT_import_video, IKOL_OT_refine, IKOL_OT_restart_engine, ikol_armature
 from .tasks import PREVIOUS_RESIDUAL_PROPERTY
 

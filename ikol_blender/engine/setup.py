@@ -8,7 +8,7 @@ and a timer (or a loop, headless) polls it:
 2. ``python -m pip install --upgrade pip``;
 3. ``python -m pip install`` the pinned requirements (:func:`install_packages`);
 4. check that the new Python finds the engine's modules (the vendored engine on its
-   ``PYTHONPATH``, as :mod:`.engine_process` runs it), then rename the staging folder
+   ``PYTHONPATH``, as :mod:`.process` runs it), then rename the staging folder
    into place.
 
 A previous venv is replaced only after the new one passed step 4: a failed or cancelled
@@ -23,7 +23,7 @@ preference *Torch build* adds one of PyTorch's own indexes (:data:`TORCH_INDEXES
 builds carry a local version label (``2.13.0+cu128``) that still satisfies the
 ``torch==2.13.0`` pin and that pip prefers over PyPI's build of the same release.
 
-No bpy calls here: the operators in :mod:`.preferences` drive it, the tests drive it directly.
+No bpy calls here: the operators in :mod:`ikol_blender.ui.engine_operators` drive it, the tests drive it directly.
 """
 from __future__ import annotations
 
@@ -41,9 +41,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from . import engine_process  # a module import: engine_process imports preferences, which imports this
+from .process import ADDON_ROOT, Engine, LineCallback, vendored_source
 
-ADDON_ROOT = Path(__file__).resolve().parent
 #: Written into the extension zip by build_addon.py from pyproject.toml's dependencies.
 REQUIREMENTS_FILE = "engine_requirements.txt"
 #: PyTorch's package indexes by the *Torch build* preference; "default" uses PyPI's build.
@@ -58,7 +57,6 @@ _NEW_GROUP = {} if os.name == "nt" else {"start_new_session": True}
 
 #: Returns the modules a Python lacks.
 Verify = Callable[[Path], list[str]]
-LineCallback = engine_process.LineCallback
 
 
 class Step(enum.Enum):
@@ -109,12 +107,6 @@ def engine_requirements(root: Path = ADDON_ROOT) -> list[str]:
     raise FileNotFoundError(f"no {REQUIREMENTS_FILE} in {root} and no pyproject.toml in {root.parent}")
 
 
-def engine_source(root: Path = ADDON_ROOT) -> Path | None:
-    """The folder holding the vendored ``ikol_engine`` (installed extension), or None (a checkout)."""
-    vendor = root / "vendor"
-    return vendor if (vendor / "ikol_engine").is_dir() else None
-
-
 def install_packages(root: Path = ADDON_ROOT) -> list[str]:
     """What step 3 gives pip: the requirements, and from a checkout the checkout itself.
 
@@ -122,7 +114,7 @@ def install_packages(root: Path = ADDON_ROOT) -> list[str]:
     none, so the new venv gets the checkout as an editable install.
     """
     packages = engine_requirements(root)
-    return packages if engine_source(root) is not None else [*packages, "-e", str(root.parent)]
+    return packages if vendored_source(root) is not None else [*packages, "-e", str(root.parent)]
 
 
 def torch_index_arguments(torch_build: str) -> list[str]:
@@ -137,7 +129,7 @@ def venv_python(venv: Path) -> Path:
 
 def missing_engine_modules(python: Path) -> list[str]:
     """The engine's modules ``python`` lacks, found as the engine will be run."""
-    return engine_process.Engine(python, engine_source()).missing_modules()
+    return Engine(python, vendored_source()).missing_modules()
 
 
 class _InstallProgress:

@@ -213,6 +213,17 @@ def load_deepmimic(path_or_name: str | Path) -> ReferenceMotion:
         FileNotFoundError: a path that does not exist.
     """
     path, name = _resolve(path_or_name)
+    frames, fps = _read_frames(path)
+    return ReferenceMotion(
+        name=name,
+        fps=fps,
+        rotations=_smpl_rotations(frames).to(torch.float32).contiguous(),
+        translation=_to_smpl_axes(frames[:, _ROOT_POS]).to(torch.float32).contiguous(),
+    )
+
+
+def _read_frames(path: Path) -> tuple[torch.Tensor, float]:
+    """A clip file's (T, 44) frames, float64, checked, and its frame rate."""
     data = json.loads(path.read_text())
     frames = torch.tensor(data["Frames"], dtype=torch.float64)  # (T, 44); float64 for the maths
     if frames.ndim != 2 or frames.shape[1] != _FRAME_LEN or frames.shape[0] == 0:
@@ -226,8 +237,11 @@ def load_deepmimic(path_or_name: str | Path) -> ReferenceMotion:
         raise ValueError(f"{path}: no frame has dt > 0")
     # Median rather than the first dt: a few clips (roll) have one doubled keyframe gap and
     # the last frame always carries dt = 0.
-    fps = float(1.0 / positive.median())
+    return frames, float(1.0 / positive.median())
 
+
+def _smpl_rotations(frames: torch.Tensor) -> torch.Tensor:
+    """(T, 44) DeepMimic frames -> (T, 24, 3, 3) SMPL local rotations, float64."""
     t = frames.shape[0]
     rotvecs = torch.zeros(t, 24, 3, dtype=torch.float64)  # identity for unobserved joints
 
@@ -267,12 +281,4 @@ def load_deepmimic(path_or_name: str | Path) -> ReferenceMotion:
         r_dm = roma.rotvec_to_rotmat(_to_smpl_axes(_quat_wxyz_to_rotvec(frames[:, cols])))
         a = roma.rotvec_to_rotmat(_ARM_REST_ROTVEC[joint])
         rotations[:, _J[joint]] = r_dm @ a
-
-    translation = _to_smpl_axes(frames[:, _ROOT_POS])
-
-    return ReferenceMotion(
-        name=name,
-        fps=fps,
-        rotations=rotations.to(torch.float32).contiguous(),
-        translation=translation.to(torch.float32).contiguous(),
-    )
+    return rotations

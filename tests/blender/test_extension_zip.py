@@ -66,7 +66,7 @@ def test_build_validates_and_lays_out_the_zip(built):
     names = zipfile.ZipFile(archive).namelist()
     for name in ("blender_manifest.toml", "engine_requirements.txt", "__init__.py", "batch.py", "engine/process.py",
                  "engine/setup.py", "scene/importer.py", "ui/preferences.py",
-                 "vendor/ikol_engine/cli.py", "vendor/ikol_engine/motion.py",
+                 "vendor/ikol_engine/cli.py", "vendor/ikol_engine/motion/file.py",
                  "vendor/ikol_engine/body/data/default_body.npz"):
         assert name in names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]

@@ -8,6 +8,8 @@ a dark blur; frame 200 shows only the walker's arm at the left edge, so she is n
 """
 from __future__ import annotations
 
+import numpy as np
+
 #: frame index -> person -> (x, y) torso centre in pixels.
 TORSO_POINTS: dict[int, dict[str, tuple[int, int]]] = {
     0: {"jumper": (650, 270)},
@@ -29,3 +31,16 @@ TORSO_POINTS: dict[int, dict[str, tuple[int, int]]] = {
     210: {"jumper": (1290, 760)},
     220: {"jumper": (1440, 760)},
 }
+
+
+def finds(boxes: np.ndarray, keypoints: np.ndarray, point: tuple[int, int]) -> np.ndarray:
+    """Which detections find a marked person: hip keypoint within half the body radius.
+
+    Args:
+        boxes: (N, 4) body boxes [x0, y0, x1, y1]; keypoints: (N, 4, 2) detector keypoints.
+
+    Returns:
+        (N,) bool.
+    """
+    radius = (boxes[:, 2] - boxes[:, 0]) / 2
+    return np.linalg.norm(keypoints[:, 0] - np.array(point), axis=1) <= 0.5 * radius

@@ -40,7 +40,7 @@ from ikol_engine.people.tracker import (
 )
 from ikol_engine.samples import demo_video
 from ikol_engine.video import iter_frames
-from sports2d_people import TORSO_POINTS
+from sports2d_people import TORSO_POINTS, finds
 
 STRIDE = 2
 FPS = 30
@@ -63,12 +63,6 @@ def demo_detections() -> tuple[list[int], list[Detections], dict[int, np.ndarray
 def demo_tracks(demo_detections) -> list[Track]:
     frames, found, _ = demo_detections
     return track_detections(frames, found, TrackerOptions(max_gap=FPS // STRIDE))
-
-
-def _finds(boxes: np.ndarray, keypoints: np.ndarray, point: tuple[int, int]) -> np.ndarray:
-    """(N,) bool: which detections' hips lie within half their body radius of the mark."""
-    radius = (boxes[:, 2] - boxes[:, 0]) / 2
-    return np.linalg.norm(keypoints[:, 0] - np.array(point), axis=1) <= 0.5 * radius
 
 
 # --- detector -----------------------------------------------------------------------
@@ -119,7 +113,7 @@ def test_detector_finds_both_people_where_marked(demo_detections):
     for index, people in TORSO_POINTS.items():
         detections = by_frame[index]
         for name, point in people.items():
-            hits[name].append(bool(_finds(detections.boxes, detections.keypoints, point).any()))
+            hits[name].append(bool(finds(detections.boxes, detections.keypoints, point).any()))
     # The jumper is missed at most at the two marked frames of his flip against the sun.
     assert sum(hits["jumper"]) >= len(hits["jumper"]) - 2, hits["jumper"]
     assert all(hits["walker"]), hits["walker"]
@@ -140,7 +134,7 @@ def _track_near(tracks: list[Track], index: int, point: tuple[int, int]) -> list
     ids = []
     for track in tracks:
         at = np.flatnonzero(track.frames == index)
-        if at.size and _finds(track.boxes[at], track.keypoints[at], point)[0]:
+        if at.size and finds(track.boxes[at], track.keypoints[at], point)[0]:
             ids.append(track.id)
     return ids
 
@@ -229,6 +223,15 @@ def test_a_gap_longer_than_max_gap_starts_a_new_track():
     found = [_detections([] if 20 <= t < 45 else [_box(300, 300)]) for t in frames]
     tracks = track_detections(frames, found, TrackerOptions(max_gap=10))
     assert [(t.first_frame, t.last_frame) for t in tracks] == [(0, 19), (45, 59)]
+
+
+def test_two_odd_sized_boxes_do_not_rescale_a_track():
+    # Side 100, then two boxes 1.45 times larger (two people boxed as one), then side 95:
+    # 95 against the last box would be a ratio of 1.53, against the recent median 1.05.
+    sides = [100.0] * 10 + [145.0] * 2 + [95.0] * 10
+    found = [_detections([_box(300 + 2 * t, 300, side)]) for t, side in enumerate(sides)]
+    tracks = track_detections(list(range(len(sides))), found)
+    assert len(tracks) == 1 and len(tracks[0].frames) == len(sides)
 
 
 def test_single_false_detections_get_no_track():
@@ -367,7 +370,7 @@ def test_select_auto_id_point_all(three_people):
     nested = three_people + [_track(4, [0, 1, 2], [_box(600, 300, 80)] * 3)]
     assert [t.id for t in select_people(nested, parse_person("600,300"))] == [4]
     # A track absent from the first frame cannot be picked by pixel.
-    with pytest.raises(PeopleError, match="inside nobody's box in the first analysed frame"):
+    with pytest.raises(PeopleError, match="inside nobody's box in frame 0, the first"):
         select_people(three_people, parse_person("1000,300"))
 
 
@@ -384,7 +387,7 @@ def test_select_errors_list_the_people(three_people):
 
 def test_describe():
     left_small = _track(1, [0, 1], [_box(200, 500, 150)] * 2)
-    right_large = _track(2, [5, 9], [_box(1500, 500, 600)] * 2)
+    right_large = _track(2, [5, 9], [_box(1500, 500, 600), _box(300, 500, 600)])
     assert describe(left_small, 1768, 994) == "left, small, frames 0-1"
     assert describe(right_large, 1768, 994) == "right, large, frames 5-9"
     assert describe(right_large, 1768).startswith("right, medium")

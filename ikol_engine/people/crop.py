@@ -59,10 +59,10 @@ def smooth(values: np.ndarray, strength: float) -> np.ndarray:
     if not 0.0 <= strength < 1.0:
         raise ValueError(f"strength must be in [0, 1), got {strength!r}")
     out = np.array(values, dtype=float)
-    for order in (range(1, len(out)), range(len(out) - 2, -1, -1)):
-        step = -1 if order.step < 0 else 1
-        for i in order:
-            out[i] = strength * out[i - step] + (1.0 - strength) * out[i]
+    for i in range(1, len(out)):
+        out[i] = strength * out[i - 1] + (1.0 - strength) * out[i]
+    for i in range(len(out) - 2, -1, -1):
+        out[i] = strength * out[i + 1] + (1.0 - strength) * out[i]
     return out
 
 

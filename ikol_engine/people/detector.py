@@ -30,12 +30,16 @@ from pathlib import Path
 import cv2
 import mediapipe as mp
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 __all__ = [
     "INPUT_SIZE",
     "KEYPOINT_NAMES",
+    "LEVEL_SHRINK",
     "Detections",
     "PersonDetector",
+    "body_boxes",
+    "box_iou",
     "decode",
     "letterbox",
     "model_path",
@@ -257,7 +261,7 @@ class PersonDetector:
         num_threads: CPU threads for the interpreter.
 
     Raises:
-        ValueError: a threshold outside 0..1.
+        ValueError: a threshold outside 0..1, or levels below 1.
         FileNotFoundError: the model is missing from the mediapipe installation.
     """
 
@@ -268,18 +272,16 @@ class PersonDetector:
         levels: int = 2,
         num_threads: int = 1,
     ) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         for name, value in (("min_score", min_score), ("iou_threshold", iou_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value!r}")
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels!r}")
         path = model_path()
         if not path.is_file():
             raise FileNotFoundError(f"person-detection model missing: {path}")
         self.min_score = min_score
         self.iou_threshold = iou_threshold
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels!r}")
         self.levels = levels
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()

@@ -20,9 +20,10 @@ _COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 3
 def describe(track: Track, image_width: int, image_height: int | None = None) -> str:
     """A few words saying where a person is and how large: "left, large, frames 0-227".
 
-    Position is the mean box centre in thirds of the width (left, centre, right); size the
-    mean box side against the frame height (small below a quarter, large above a half),
-    or the width where no height is given.
+    Position is where the person is first seen, the box centre in thirds of the width
+    (left, centre, right): people move, and the first sight is what a user compares with
+    the first frame. Size is the mean box side against the frame height (small below a
+    quarter, large above a half), or against the width where no height is given.
 
     Args:
         image_width: frame width in pixels (> 0).
@@ -30,7 +31,7 @@ def describe(track: Track, image_width: int, image_height: int | None = None) ->
     """
     if image_width <= 0:
         raise ValueError(f"image_width must be > 0, got {image_width}")
-    centre_x = float(np.mean(track.boxes[:, 0] + track.boxes[:, 2]) / 2)
+    centre_x = float(track.boxes[0, 0] + track.boxes[0, 2]) / 2
     third = min(2, max(0, int(3 * centre_x / image_width)))
     where = ("left", "centre", "right")[third]
     side = np.sqrt(track.mean_area) / (image_height or image_width)

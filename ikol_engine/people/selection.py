@@ -121,7 +121,7 @@ def _at_point(tracks: list[Track], choice: PersonChoice) -> Track:
             containing.append(((x1 - x0) * (y1 - y0), track.id, track))
     if not containing:
         raise PeopleError(
-            f"--person {choice}: pixel ({x:g}, {y:g}) is inside nobody's box in the first "
-            f"analysed frame ({first}); found:\n{people_table(tracks)}"
+            f"--person {choice}: pixel ({x:g}, {y:g}) is inside nobody's box in frame {first}, "
+            f"the first anyone is tracked in; found:\n{people_table(tracks)}"
         )
     return min(containing, key=lambda item: item[:2])[2]

@@ -3,7 +3,9 @@
 Each frame, every live track predicts its box with constant velocity from its last
 detection, and detections are assigned to tracks by the Hungarian method on a cost that
 adds box overlap, centre distance and size change (:func:`association_cost`), measured
-from the predicted box or from the last detected one, whichever fits better. A track
+from the predicted box or from the last detected one, whichever fits better. A track's
+size is the median of its recent boxes, so that one odd detection (two overlapping people
+boxed as one) neither rescales it nor keeps it from its person afterwards. A track
 missing a detection coasts on its prediction for up to ``max_gap`` frames, so a person
 walking behind another, or lost by the detector for a moment, is re-linked when seen
 again. The allowed centre distance grows with the time a track has been unseen, since
@@ -76,6 +78,7 @@ class TrackerOptions:
         distance_weight, size_weight: weights of the distance and log-size terms against
             ``1 - IoU`` in the cost.
         velocity_smoothing: weight of the newest velocity measurement (0..1).
+        size_window: a track's size is the median over its last this many detections.
         duplicate_overlap: an unclaimed detection starts no track where it and a claimed
             one overlap by more than this fraction of the smaller box: the detector
             sometimes boxes one person twice at different scales.
@@ -85,11 +88,12 @@ class TrackerOptions:
     min_hits: int = 3
     max_distance: float = 0.5
     distance_growth: float = 0.05
-    max_size_ratio: float = 2.0
+    max_size_ratio: float = 1.5
     distance_weight: float = 1.0
     size_weight: float = 0.5
     velocity_smoothing: float = 0.5
     duplicate_overlap: float = 0.6
+    size_window: int = 10
 
     def __post_init__(self) -> None:
         if self.max_gap < 0 or self.min_hits < 1:
@@ -175,21 +179,33 @@ class _LiveTrack:
     keypoints: list[np.ndarray] = field(default_factory=list)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
-    def predict(self, frame: int) -> np.ndarray:
-        """(4,) the box expected at ``frame``: last box moved at constant velocity."""
-        return self.boxes[-1] + np.tile(self.velocity * (frame - self.frames[-1]), 2)
+    def last_seen(self, size_window: int) -> np.ndarray:
+        """(4,) the last box's centre with the median width and height of recent boxes.
 
-    def add(self, frame: int, box: np.ndarray, score: float, keypoints: np.ndarray, smoothing: float) -> None:
+        One odd-sized detection (two people boxed as one) does not rescale the track.
+        """
+        recent = np.array(self.boxes[-size_window:])
+        half = np.median(recent[:, 2:] - recent[:, :2], axis=0) / 2
+        centre = (self.boxes[-1][:2] + self.boxes[-1][2:]) / 2
+        return np.concatenate([centre - half, centre + half])
+
+    def predict(self, frame: int, size_window: int) -> np.ndarray:
+        """(4,) the box expected at ``frame``: :meth:`last_seen` moved at constant velocity."""
+        return self.last_seen(size_window) + np.tile(self.velocity * (frame - self.frames[-1]), 2)
+
+    def add(self, frame: int, detections: Detections, index: int, smoothing: float) -> None:
+        """Append detection ``index`` of ``detections`` at ``frame``; update the velocity."""
+        box = detections.boxes[index]
         if self.frames:
             step = frame - self.frames[-1]
             measured = ((box[:2] + box[2:]) - (self.boxes[-1][:2] + self.boxes[-1][2:])) / (2 * step)
-            self.velocity = measured if len(self.frames) == 1 else (
-                smoothing * measured + (1 - smoothing) * self.velocity
-            )
+            if len(self.frames) > 1:
+                measured = smoothing * measured + (1 - smoothing) * self.velocity
+            self.velocity = measured
         self.frames.append(frame)
         self.boxes.append(box)
-        self.scores.append(score)
-        self.keypoints.append(keypoints)
+        self.scores.append(float(detections.scores[index]))
+        self.keypoints.append(detections.keypoints[index])
 
 
 class Tracker:
@@ -217,12 +233,10 @@ class Tracker:
         options = self.options
         self._ended += [t for t in self._live if frame - t.frames[-1] > options.max_gap]
         self._live = [t for t in self._live if frame - t.frames[-1] <= options.max_gap]
-        # Established tracks choose first, so a new false detection cannot take a person's box.
-        self._live.sort(key=lambda t: -len(t.frames))
         pairs: list[tuple[int, int]] = []
         if self._live and len(detections):
-            predicted = np.array([t.predict(frame) for t in self._live])
-            last_seen = np.array([t.boxes[-1] for t in self._live])
+            predicted = np.array([t.predict(frame, options.size_window) for t in self._live])
+            last_seen = np.array([t.last_seen(options.size_window) for t in self._live])
             unseen = np.array([frame - t.frames[-1] for t in self._live], float)
             # Velocity from noisy boxes can point the wrong way (a person turning, a
             # jump's apex), so a detection may also match where the track was last seen.
@@ -233,17 +247,13 @@ class Tracker:
             pairs = assign(cost)
         claimed = set()
         for row, col in pairs:
-            self._live[row].add(
-                frame, detections.boxes[col], float(detections.scores[col]),
-                detections.keypoints[col], options.velocity_smoothing,
-            )
+            self._live[row].add(frame, detections, col, options.velocity_smoothing)
             claimed.add(col)
         covered = _covered(detections.boxes, sorted(claimed), options.duplicate_overlap)
         for col in range(len(detections)):
             if col not in claimed and not covered[col]:
                 track = _LiveTrack()
-                track.add(frame, detections.boxes[col], float(detections.scores[col]),
-                          detections.keypoints[col], options.velocity_smoothing)
+                track.add(frame, detections, col, options.velocity_smoothing)
                 self._live.append(track)
 
     def tracks(self) -> list[Track]:

@@ -62,7 +62,7 @@ def demo_detections() -> tuple[list[int], list[Detections], dict[int, np.ndarray
 @pytest.fixture(scope="session")
 def demo_tracks(demo_detections) -> list[Track]:
     frames, found, _ = demo_detections
-    return track_detections(frames, found, TrackerOptions(max_gap=FPS // STRIDE))
+    return track_detections(frames, found, TrackerOptions(max_gap=FPS))  # one second
 
 
 # --- detector -----------------------------------------------------------------------
@@ -162,6 +162,18 @@ def test_jumper_is_one_track_over_the_whole_clip(demo_tracks):
     sides = jumper.boxes[:-1, 2] - jumper.boxes[:-1, 0]
     steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / np.diff(jumper.frames) / sides
     assert steps.max() < 0.35
+
+
+def test_crop_regions_keep_the_jumper_in_every_marked_frame(demo_tracks):
+    # Every frame of his span, missed ones interpolated, then padded and smoothed.
+    jumper = select_people(demo_tracks, parse_person("auto"))[0]
+    frames = np.arange(jumper.first_frame, jumper.last_frame + 1)
+    regions = crop_regions(follow_boxes(jumper, frames))
+    for index, people in TORSO_POINTS.items():
+        if index > jumper.last_frame:
+            continue
+        in_crop = image_to_crop(np.array([people["jumper"]], float), regions[index - frames[0]])
+        assert np.all((in_crop > 0.15) & (in_crop < 0.85)), (index, in_crop)
 
 
 def test_walker_is_one_other_track(demo_tracks):

@@ -69,7 +69,8 @@ class TrackerOptions:
     """How detections are linked.
 
     Attributes:
-        max_gap: frames a track may go undetected and still be re-linked.
+        max_gap: frames a track may go undetected and still be re-linked; the default is
+            one second at 30 fps, callers set it from the video's frame rate.
         min_hits: detections a track needs to be kept.
         max_distance: centre distance allowed for a track seen in the previous frame, in
             units of the track's box side.
@@ -102,6 +103,10 @@ class TrackerOptions:
             raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
         if not 0.0 < self.velocity_smoothing <= 1.0:
             raise ValueError(f"velocity_smoothing must be in (0, 1], got {self.velocity_smoothing}")
+        if not 0.0 < self.duplicate_overlap <= 1.0:
+            raise ValueError(f"duplicate_overlap must be in (0, 1], got {self.duplicate_overlap}")
+        if self.size_window < 1:
+            raise ValueError(f"size_window must be >= 1, got {self.size_window}")
 
 
 def association_cost(
@@ -156,8 +161,8 @@ def _side(boxes: np.ndarray) -> np.ndarray:
 
 
 def _covered(boxes: np.ndarray, claimed: list[int], overlap: float) -> np.ndarray:
-    """(D,) bool: which of (D, 4) boxes lie more than ``overlap`` of their area inside,
-    or contain more than ``overlap`` of, one of the ``claimed`` boxes."""
+    """(D,) bool: which of (D, 4) boxes share more than ``overlap`` of the smaller box's
+    area with one of the boxes indexed by ``claimed``."""
     if not claimed:
         return np.zeros(len(boxes), bool)
     others = boxes[claimed]

@@ -24,11 +24,11 @@ overlap by a third. The tiles' detections are merged by weighted non-maximum sup
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import mediapipe as mp
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
@@ -59,8 +59,17 @@ LEVEL_SHRINK = 1.6
 
 
 def model_path() -> Path:
-    """The person-detection model inside the installed mediapipe package."""
-    return Path(mp.__file__).resolve().parent / "modules" / "pose_detection" / "pose_detection.tflite"
+    """The person-detection model inside the installed mediapipe package.
+
+    Found without importing mediapipe, whose import is slow and not needed here.
+
+    Raises:
+        FileNotFoundError: mediapipe is not installed.
+    """
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("mediapipe is not installed; its wheel carries the person detector")
+    return Path(spec.origin).resolve().parent / "modules" / "pose_detection" / "pose_detection.tflite"
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
+        """No detections, with the array shapes kept."""
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4, 2)))
 
 
@@ -254,7 +264,8 @@ class PersonDetector:
     """BlazePose's person detector over the whole frame and its square tiles.
 
     Args:
-        min_score: candidates below this sigmoid score are dropped (0..1).
+        min_score: candidates below this sigmoid score are dropped (0..1); 0.5 and the
+            0.3 below are the values MediaPipe Pose uses with this model.
         iou_threshold: candidates overlapping more than this are merged (0..1).
         levels: tile levels to run, from the frame's short side down (see
             :func:`tile_windows`); 1 runs the model once per short-side square.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ikol_engine.atomic_file import atomic_path
+from ikol_engine.common.atomic_file import atomic_path
 from ikol_engine.people import (
     PersonDetector,
     TrackerOptions,
@@ -35,7 +35,7 @@ from ikol_engine.people import (
 )
 from ikol_engine.people.detector import tile_windows
 from ikol_engine.samples import demo_video
-from ikol_engine.video import iter_frames, probe
+from ikol_engine.video.decode import iter_frames, probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sports2d_people import TORSO_POINTS, finds  # noqa: E402

@@ -39,7 +39,7 @@ from ikol_engine.people.tracker import (
     track_detections,
 )
 from ikol_engine.samples import demo_video
-from ikol_engine.video import iter_frames
+from ikol_engine.video.decode import iter_frames
 from sports2d_people import TORSO_POINTS, finds
 
 STRIDE = 2

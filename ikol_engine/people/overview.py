@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic_file import atomic_path
+from ..common.atomic_file import atomic_path
 from .tracker import Track
 
 __all__ = ["contact_sheet", "describe", "write_contact_sheet"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,33 @@ from ikol_engine.skeleton.tree import SMPL_TREE
 _USER_RESOURCES = tempfile.mkdtemp(prefix="ikol-blender-user-")
 os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES
 atexit.register(shutil.rmtree, _USER_RESOURCES, ignore_errors=True)
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """On bpy 4.2 leave without the interpreter's teardown, after pytest has reported.
+
+    bpy 4.2.23 used as a module crashes (SIGSEGV) in its own teardown at exit once the
+    Refine settings PropertyGroup has been registered and unregistered from
+    ``ikol_blender.ui.operators``, even in a three-line script (the same class from a
+    top-level module did not crash); bpy 5.0.1 does not. The session's status stays the
+    exit code.
+    """
+    import bpy
+
+    if bpy.app.version < (4, 3, 0) and _EXIT_STATUS in config.stash:
+        shutil.rmtree(_USER_RESOURCES, ignore_errors=True)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(config.stash[_EXIT_STATUS])
+
 
 FRAMES = 40
 FIRST_SOURCE_FRAME = 5

@@ -123,14 +123,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         videos = _expand_folders([Path(video) for video in args.videos])
         _check_distinct_stems(videos, args.output)
         if args.ray is not None:
-            cluster.require_ray()
+            cluster.check_cluster(args.ray)
         if args.max_retries < 0:
             raise UsageError(f"--max-retries must be 0 or more, got {args.max_retries}")
         exports = [export for export in EXPORTS if getattr(args, export.flag)]
         _enable_exporters(exports)
         engine = engine_process.resolve_engine(args.engine_python)
         output = _output_folder(args.output)
-    except (UsageError, engine_process.EngineUnavailable, cluster.RayMissing) as error:
+    except (UsageError, engine_process.EngineUnavailable, cluster.ClusterUnavailable) as error:
         print(f"ikol: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,

@@ -8,9 +8,9 @@ and builds the rig, the .blend and the exports itself, one video at a time, as r
 come in (why on the driver: see the README, "Batch conversion on a Ray cluster").
 
 The driver ships its own ``ikol_blender`` (and, from a checkout, ``ikol_engine``) to the
-workers, so they run the code the driver runs. The videos must be readable at the same
-path on every node (a shared file system); the outputs need not be, only the driver
-writes them.
+workers, so they run the code the driver runs. The videos and the engine Python must be
+at the same path on every node (a shared file system, one image); the outputs need not
+be, only the driver writes them.
 
 A worker that dies mid-task is retried up to ``max_retries`` times; an engine failure
 (a corrupt video) is not retried and fails that video alone. Ctrl-C cancels every task
@@ -18,9 +18,11 @@ still queued or running (the running ones stop their engine) and is re-raised.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +32,15 @@ from pathlib import Path
 from . import engine_process
 
 LOCAL = "local"
-_CANCEL_GRACE_S = 15.0  # the engine's own stop takes up to 5 s
+# A running task notices a cancel at the engine's next output line, then gives the
+# engine up to 5 s to stop.
+_CANCEL_GRACE_S = 15.0
+_REACH_TIMEOUT_S = 5.0
 INSTALL_HINT = "--ray needs Ray in this Python: pip install 'ikol-mocap[cluster]' (ray[default]==2.60.0)"
 
 
-class RayMissing(Exception):
-    """Ray is not installed in the driver's Python."""
+class ClusterUnavailable(Exception):
+    """Ray is not installed in the driver's Python, or the cluster's address does not answer."""
 
 
 class AnalysisFailed(RuntimeError):
@@ -63,12 +68,22 @@ class Analysis:
 Finish = Callable[[Job, bytes], str]
 
 
-def require_ray() -> None:
-    """Raises RayMissing with the install line when Ray cannot be imported."""
+def check_cluster(address: str) -> None:
+    """Raises ClusterUnavailable when Ray cannot be imported (with the install line) or
+    nothing answers at a ``HOST:PORT`` address (Ray itself would wait for minutes)."""
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise RayMissing(INSTALL_HINT) from None
+        raise ClusterUnavailable(INSTALL_HINT) from None
+    if address == LOCAL or "://" in address or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnavailable(f"--ray takes '{LOCAL}' or a cluster's HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_REACH_TIMEOUT_S).close()
+    except OSError as error:
+        raise ClusterUnavailable(f"no Ray cluster answers at {address}: {error.strerror or error}") from None
 
 
 def analyze(engine: engine_process.Engine, video: str, options: engine_process.AnalyzeOptions) -> Analysis:
@@ -76,6 +91,8 @@ def analyze(engine: engine_process.Engine, video: str, options: engine_process.A
     import ray
 
     started = time.monotonic()
+    if engine.source is not None:  # a vendored engine: the copy shipped to this worker, not the driver's folder
+        engine = dataclasses.replace(engine, source=Path(engine_process.__file__).resolve().parent / "vendor")
     with tempfile.TemporaryDirectory(prefix="ikol-task-") as scratch:
         motion = Path(scratch) / f"{Path(video).stem}.npz"
         try:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,13 +24,14 @@ import cv2
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
-import psutil  # noqa: E402  (comes with ray[default])
+import ikol_blender
+from ikol_blender import batch, batch_manifest
+from ikol_engine import samples
+from ikol_engine.motion import Motion, read_motion
 
-import ikol_blender  # noqa: E402
-from ikol_blender import batch, batch_manifest  # noqa: E402
-from ikol_engine import samples  # noqa: E402
-from ikol_engine.motion import Motion, read_motion  # noqa: E402
+ray = pytest.importorskip("ray")
+if not Path("/proc/self/stat").exists():
+    pytest.skip("finds the engine and Ray worker processes through /proc", allow_module_level=True)
 
 #: Two different clips: the jump off the box and the landing, at half the sample's size.
 CLIPS = {"jump": (0, 20), "land": (60, 20)}
@@ -111,23 +115,47 @@ def assert_same_motion(got: Motion, expected: Motion) -> None:
             assert ours == theirs, field.name
 
 
-def engine_processes(video: Path) -> list[psutil.Process]:
-    """The running ``ikol_engine.cli analyze VIDEO`` processes."""
+def engine_processes(video: Path) -> list[int]:
+    """The ids of the running ``ikol_engine.cli analyze VIDEO`` processes."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
-        command = process.info["cmdline"] or []
-        if "ikol_engine.cli" in command and "analyze" in command and str(video.resolve()) in command:
-            found.append(process)
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:  # ended meanwhile
+            continue
+        if b"ikol_engine.cli" in command and b"analyze" in command and str(video.resolve()).encode() in command:
+            found.append(int(entry.name))
     return found
 
 
-def wait_for_engine(video: Path, timeout: float = 120) -> psutil.Process:
+def wait_for_engine(video: Path, timeout: float = 120) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running := engine_processes(video):
             return running[0]
         time.sleep(0.1)
     raise AssertionError(f"no engine started on {video} in {timeout} s")
+
+
+def parent(pid: int) -> int:
+    # /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after it.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def killed_scratch():
+    """Removes the scratch folders of tasks whose worker a test killed (nothing else could)."""
+    before = set(Path(tempfile.gettempdir()).glob("ikol-task-*"))
+    yield
+    for folder in set(Path(tempfile.gettempdir()).glob("ikol-task-*")) - before:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class WorkerKiller(threading.Thread):
@@ -142,10 +170,10 @@ class WorkerKiller(threading.Thread):
     def run(self) -> None:
         engine = wait_for_engine(self.video)
         time.sleep(1.0)  # mid-analysis, not at its start
-        worker = engine.parent()
-        self.worker_name = worker.name()
-        worker.kill()
-        engine.kill()
+        worker = parent(engine)
+        self.worker_name = Path(f"/proc/{worker}/comm").read_text().strip()
+        os.kill(worker, signal.SIGKILL)
+        os.kill(engine, signal.SIGKILL)
 
 
 # ---- a cluster started for the run --------------------------------------------------------
@@ -223,31 +251,26 @@ def test_manifest_notices_changed_settings_outputs_and_video(plain, clips, tmp_p
     assert not batch_manifest.is_up_to_date(output, video, settings)
 
 
-def test_force_converts_again(plain, clips, tmp_path):
-    output = tmp_path / "out"
-    shutil.copytree(plain.output, output)
-    before = (output / "land.npz").stat().st_mtime_ns
-    result = run_batch(clips / "land.mp4", "-o", output, "--force")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == f"converted 1 of 1 videos into {output.resolve()}"
-    assert (output / "land.npz").stat().st_mtime_ns > before
-    assert_same_motion(read_motion(output / "land.npz"), plain.motion("land"))
-
-
 # ---- faults on a running cluster ----------------------------------------------------------
 
-def test_a_killed_worker_is_retried(plain, clips, cluster_address, tmp_path):
+def test_forced_rerun_with_a_killed_worker_is_retried(plain, clips, cluster_address, tmp_path, killed_scratch):
+    """``--force`` redoes an up-to-date video; its task's worker dies once, the retry succeeds."""
+    output = tmp_path / "out"
+    shutil.copytree(plain.output, output)
+    before = (output / "jump.npz").stat().st_mtime_ns
     video = clips / "jump.mp4"
     killer = WorkerKiller(video)
     killer.start()
-    result = run_batch(video, "-o", tmp_path, "--ray", cluster_address)
+    result = run_batch(video, "-o", output, "--ray", cluster_address, "--force")
     killer.join(timeout=5)
     assert killer.worker_name.startswith("ray::"), killer.worker_name  # a Ray worker was killed mid-task
     assert result.returncode == 0, result.stderr
-    assert_same_motion(read_motion(tmp_path / "jump.npz"), plain.motion("jump"))
+    assert result.stdout.splitlines()[-1] == f"converted 1 of 1 videos into {output.resolve()}"
+    assert (output / "jump.npz").stat().st_mtime_ns > before
+    assert_same_motion(read_motion(output / "jump.npz"), plain.motion("jump"))
 
 
-def test_a_killed_worker_without_retries_fails_its_video(clips, cluster_address, tmp_path):
+def test_a_killed_worker_without_retries_fails_its_video(clips, cluster_address, tmp_path, killed_scratch):
     video = clips / "land.mp4"
     killer = WorkerKiller(video)
     killer.start()
@@ -269,8 +292,10 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_no_file(clips, cluster_address, tmp
     _, stderr = driver.communicate(timeout=60)
     assert driver.returncode == 130, stderr
     assert "interrupted; every file written is complete" in stderr
-    _, alive = psutil.wait_procs(engines, timeout=20)
-    assert alive == []  # the cancelled tasks stopped their engines
+    deadline = time.monotonic() + 20
+    while any(map(running, engines)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, engines))  # the cancelled tasks stopped their engines
     assert list(tmp_path.iterdir()) == []
 
 
@@ -283,3 +308,15 @@ def test_without_ray_says_how_to_install_it(clips, tmp_path, monkeypatch, capsys
         assert capsys.readouterr().err == f"ikol: error: {ikol_blender.cluster.INSTALL_HINT}\n"
     assert "pip install 'ikol-mocap[cluster]'" in ikol_blender.cluster.INSTALL_HINT
     assert not (tmp_path / "out").exists()
+
+
+def test_an_address_where_no_cluster_answers_is_a_usage_error(clips, tmp_path, capsys):
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    assert batch.main([str(clips), "-o", str(tmp_path / "out"), "--ray", f"127.0.0.1:{port}", *ENGINE]) == 2
+    assert capsys.readouterr().err.startswith(f"ikol: error: no Ray cluster answers at 127.0.0.1:{port}: ")
+    assert time.monotonic() - started < 10  # Ray's own connect would retry for minutes
+    assert batch.main([str(clips), "-o", str(tmp_path / "out"), "--ray", "somewhere", *ENGINE]) == 2
+    assert "--ray takes 'local' or a cluster's HOST:PORT" in capsys.readouterr().err

@@ -1,13 +1,16 @@
 """Headless conversion: videos to motion files, .blend files and FBX/BVH/glTF exports.
 
-``python -m ikol_blender.batch VIDEO... -o OUT_DIR [--fbx] [--bvh] [--glb]`` with bpy as
-a Python module, or ``blender -b -c ikol convert ...`` (see :func:`ikol_blender.cli_command`).
+``python -m ikol_blender.batch VIDEO_OR_FOLDER... -o OUT_DIR [--fbx] [--bvh] [--glb]`` with
+bpy as a Python module, or ``blender -b -c ikol convert ...`` (see :func:`ikol_blender.cli_command`);
+``--ray local|ADDRESS`` runs the analyses as tasks on a Ray cluster (:mod:`.cluster`).
 For each video, in OUT_DIR: ``STEM.npz`` (the engine's motion file), ``STEM.blend`` (a
 fresh scene holding the keyed rig, and the video's camera with the video behind it), the
 exports asked for, and with ``--preview`` ``STEM_preview.png`` (video frames beside the
 rig seen through that camera; see :mod:`.scene.preview`). Every file is written
 under a temporary name and renamed when complete, so a failure leaves no half file and
-an earlier good file stays as it was.
+an earlier good file stays as it was. ``STEM.ikol.json`` (:mod:`.batch_manifest`), written
+last, lets a rerun skip the videos already converted with the same settings (``--force``
+redoes them).
 
 Synchronous: background Blender runs no modal operators or timers.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -31,12 +35,13 @@ from pathlib import Path
 import bpy
 import addon_utils  # Blender's module, importable once bpy is imported
 
-from . import settings
+from . import batch_manifest, cluster, settings
 from .engine import process as engine_process
 from .engine.link import atomic_path, read_motion
 from .scene import importer, preview
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,20 @@ class UsageError(Exception):
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Convert videos of a person into keyframed SMPL rigs: "
                                      "a motion file, a .blend and, if asked, FBX/BVH/glTF exports per video.")
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, or folders of them")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR",
                         help="folder for the outputs (created if missing)")
     for export in EXPORTS:
         parser.add_argument(f"--{export.flag}", action="store_true", help=f"also write STEM{export.suffix}")
     parser.add_argument("--preview", action="store_true",
                         help="also write STEM_preview.png: video frames beside the rig seen through the video's camera")
+    parser.add_argument("--force", action="store_true",
+                        help="convert every video again, even those whose outputs are up to date")
+    on_cluster = parser.add_argument_group("cluster")
+    on_cluster.add_argument("--ray", metavar="ADDRESS", help="analyse the videos as tasks on a Ray cluster: "
+                            f"'{cluster.LOCAL}' starts one on this machine for the run, HOST:PORT joins a running one")
+    on_cluster.add_argument("--max-retries", type=int, default=3, metavar="N",
+                            help="with --ray: times a task is retried after its worker died (default 3)")
     engine = parser.add_argument_group("engine")
     engine.add_argument("--start", type=float, help="first second to analyse")
     engine.add_argument("--end", type=float, help="second to stop at")
@@ -110,36 +122,81 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except SystemExit as exit_:  # argparse exits on --help and on bad arguments; a CLI command must return
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
-        videos = [Path(video) for video in args.videos]
+        videos = _expand_folders([Path(video) for video in args.videos])
         _check_distinct_stems(videos, args.output)
+        if args.ray is not None:
+            cluster.check_cluster(args.ray)
+        if args.max_retries < 0:
+            raise UsageError(f"--max-retries must be 0 or more, got {args.max_retries}")
         exports = [export for export in EXPORTS if getattr(args, export.flag)]
         _enable_exporters(exports)
         engine = engine_process.resolve_engine(args.engine_python or settings.engine_python())
         output = _output_folder(args.output)
-    except (UsageError, engine_process.EngineUnavailable) as error:
+    except (UsageError, engine_process.EngineUnavailable, cluster.ClusterUnavailable) as error:
         print(f"ikol: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
                                             device=args.device, fov=args.fov,
                                             model_complexity=args.model_complexity)
-    failed = []
-    for number, video in enumerate(videos, 1):
-        tag = f"[{number}/{len(videos)}] {video.name}"
+    settings = batch_manifest.settings(dataclasses.asdict(options), [export.flag for export in exports], args.preview)
+
+    def finish(job: cluster.Job, written: list[Path]) -> str:
+        motion = read_motion(written[0])
+        batch_manifest.write_manifest(output, job.video, motion.source_sha256, settings, written)
+        return f"wrote {', '.join(path.name for path in written)}"
+
+    def build_from(job: cluster.Job, motion: bytes) -> str:
+        """A cluster task's motion file, written here, then the rest as the plain batch does."""
         try:
-            written = convert(engine, video, output, exports, options, lambda text: _say(f"{tag}: {text}"),
-                              with_preview=args.preview)
-        except KeyboardInterrupt:
-            print(f"{tag}: interrupted; every file written is complete, the one in progress was dropped",
-                  file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
-        except Exception as error:  # one bad video must not stop the others
-            failed.append(video.name)
-            print(f"{tag}: failed: {_reason(error)}", file=sys.stderr, flush=True)
+            with atomic_path(output / f"{job.video.stem}.npz") as temp:
+                temp.write_bytes(motion)
+            return finish(job, build(engine, job.video, output, exports, lambda text: _say(f"{job.tag}: {text}"),
+                                     with_preview=args.preview))
+        except Exception as error:
+            raise RuntimeError(_reason(error)) from error
+
+    try:
+        jobs = []
+        for number, video in enumerate(videos, 1):
+            job = cluster.Job(f"[{number}/{len(videos)}] {video.name}", video)
+            if not args.force and batch_manifest.is_up_to_date(output, video, settings):
+                _say(f"{job.tag}: up to date, skipped")
+            else:
+                jobs.append(job)
+        if args.ray is not None and jobs:  # no cluster to start when everything is up to date
+            failed = [job.video.name for job in cluster.convert_all(args.ray, jobs, engine, options, build_from,
+                                                                    args.max_retries, _say, _report)]
         else:
-            _say(f"{tag}: wrote {', '.join(path.name for path in written)}")
-    _say(f"converted {len(videos) - len(failed)} of {len(videos)} videos into {output}"
+            failed = _convert_each(jobs, engine, output, exports, options, args.preview, finish)
+    except KeyboardInterrupt:
+        _report("interrupted; every file written is complete, the ones in progress were dropped")
+        return EXIT_INTERRUPTED
+    skipped = len(videos) - len(jobs)
+    _say(f"converted {len(jobs) - len(failed)} of {len(videos)} videos into {output}"
+         + (f"; {skipped} up to date, skipped" if skipped else "")
          + (f"; failed: {', '.join(failed)}" if failed else ""))
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _convert_each(jobs: Sequence[cluster.Job], engine: engine_process.Engine, output: Path,
+                  exports: Sequence[Export], options: engine_process.AnalyzeOptions, with_preview: bool,
+                  finish: Callable[[cluster.Job, list[Path]], str]) -> list[str]:
+    """The plain batch: one video after the other in this process; returns the names that failed."""
+    failed = []
+    for job in jobs:
+        try:
+            written = convert(engine, job.video, output, exports, options, lambda text: _say(f"{job.tag}: {text}"),
+                              with_preview=with_preview)
+            line = finish(job, written)
+        except KeyboardInterrupt:
+            _report(f"{job.tag}: interrupted")
+            raise
+        except Exception as error:  # one bad video must not stop the others
+            failed.append(job.video.name)
+            _report(f"{job.tag}: failed: {_reason(error)}")
+        else:
+            _say(f"{job.tag}: {line}")
+    return failed
 
 
 def convert(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
@@ -161,6 +218,14 @@ def convert(engine: engine_process.Engine, video: Path, output: Path, exports: S
             say(f"{stage} {percent}%")
 
     engine_process.run_analyze(engine, video, motion, options, progress, log=lambda line: None)
+    return build(engine, video, output, exports, say, with_preview)
+
+
+def build(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
+          say: Callable[[str], None], with_preview: bool = False) -> list[Path]:
+    """From ``STEM.npz`` in ``output``: the .blend, the exports, the preview; returns the files
+    (the motion file first). Replaces the open Blender file with a new empty one."""
+    motion = output / f"{video.stem}.npz"
     say("building the rig")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     armature = importer.import_motion(bpy.context, motion, video=video)
@@ -196,6 +261,20 @@ def write_preview(engine: engine_process.Engine, video: Path, motion_path: Path,
                                            "--max-width", str(renders[0].shape[1])], log=lambda line: None)
         frames = [preview.read_png(Path(scratch) / f"frame_{i:06d}.png") for i in indices]
     return preview.write_png(preview.compose(frames, renders), path)
+
+
+def _expand_folders(paths: Sequence[Path]) -> list[Path]:
+    """Each folder replaced by its videos (by suffix, sorted); files and missing paths kept."""
+    videos = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(child for child in path.iterdir() if child.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise UsageError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in the folder {path}")
+            videos.extend(found)
+        else:
+            videos.append(path)
+    return videos
 
 
 def _check_distinct_stems(videos: Sequence[Path], output: Path) -> None:
@@ -234,6 +313,10 @@ def _reason(error: Exception) -> str:
 
 def _say(text: str) -> None:
     print(text, flush=True)
+
+
+def _report(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _exit(code: int) -> None:

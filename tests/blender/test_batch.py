@@ -113,7 +113,7 @@ def test_batch_reports_the_bad_video_and_converts_the_good_one(batch_run):
 
 def test_outputs_are_complete_and_nothing_half_written_is_left(batch_run):
     names = sorted(path.name for path in batch_run.output.iterdir())
-    assert names == ["broken.blend", "demo.blend", "demo.bvh", "demo.fbx", "demo.glb", "demo.npz",
+    assert names == ["broken.blend", "demo.blend", "demo.bvh", "demo.fbx", "demo.glb", "demo.ikol.json", "demo.npz",
                      "demo_preview.png"]
     assert (batch_run.output / "broken.blend").read_bytes() == batch_run.stale_blend
     assert batch_run.motion.source_video == "demo.mp4"
@@ -226,7 +226,8 @@ def test_registered_cli_command_converts(video, tmp_path, blank, capsys):
         code = registration.function(["convert", str(video), "-o", str(output), "--end", "0.4", "--bvh",
                                       "--engine-python", sys.executable])
         assert code == 0, capsys.readouterr().err
-        assert sorted(path.name for path in output.iterdir()) == ["demo.blend", "demo.bvh", "demo.npz"]
+        assert sorted(path.name for path in output.iterdir()) == ["demo.blend", "demo.bvh", "demo.ikol.json",
+                                                                   "demo.npz"]
         assert "Frames: 12\n" in (output / "demo.bvh").read_text()
         assert registration.function(["export"]) == 2
         assert registration.function(["--help"]) == 0

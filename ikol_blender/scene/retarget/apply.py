@@ -25,6 +25,7 @@ _LINEAR = "LINEAR"
 # Rigify limbs follow their IK chain unless IK_FK is 1; the map drives the FK controls.
 _RIGIFY_FK_SWITCHES = ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R")
 _FK_SWITCH_PROPERTY = "IK_FK"
+_DATA_STORES = {"ARMATURE": "armatures", "MESH": "meshes", "CURVE": "curves", "CAMERA": "cameras"}
 
 
 class RetargetError(ValueError):
@@ -81,46 +82,61 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, mapping: Mappin
     return _write(target, keyed, action_name or f"{source.animation_data.action.name}_{target.name}")
 
 
-def retarget_from_blend(path: str | Path, object_name: str | None, scene: bpy.types.Scene) -> bpy.types.Object:
-    """Appends an armature object (with its data) from a .blend file into ``scene``.
+def retarget_from_blend(path: str | Path, object_name: str | None, mapping: str | Mapping[str, str],
+                        source: bpy.types.Object, scene: bpy.types.Scene) -> bpy.types.Object:
+    """Appends an armature from a .blend file into ``scene`` and retargets ``source`` onto it.
 
     Args:
         path: the .blend file.
         object_name: the armature object to take; None for the file's only armature.
-        scene: where it is linked (its master collection).
+        mapping: ``"auto"``, a built-in map's name, or a mapping (SMPL joint -> bone).
+        source: the IKOL SMPL rig whose Action is retargeted.
+        scene: where the armature is linked (its master collection).
     Returns:
-        The appended armature object.
+        The appended armature, keyed. If anything fails, what was appended is removed.
     Raises:
-        RetargetError: the file is missing, or has no such armature (or several, with no name).
+        RetargetError: the file is missing or unreadable, or holds no such armature (or
+            several, with no name given); and as :func:`retarget`.
+        MappingError: as :func:`resolve_mapping` and :func:`retarget`.
     """
     path = Path(path)
     if not path.is_file():
         raise RetargetError(f"{path}: no such .blend file")
-    with bpy.data.libraries.load(str(path), link=False) as (source, _):
-        names = list(source.objects)
-    if object_name is None:
-        with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
-            loaded.objects = list(source.objects)
-        armatures = [obj for obj in loaded.objects if obj is not None and obj.type == "ARMATURE"]
-        for obj in loaded.objects:
-            if obj is not None and obj not in armatures:
-                bpy.data.objects.remove(obj)
+    try:
+        with bpy.data.libraries.load(str(path), link=False) as (available, loaded):
+            names = [name for name in available.objects if object_name is None or name == object_name]
+            loaded.objects = names
+    except OSError as error:
+        raise RetargetError(f"{path}: cannot read it as a .blend file ({error})") from None
+    appended = [obj for obj in loaded.objects if obj is not None]
+    try:
+        armatures = [obj for obj in appended if obj.type == "ARMATURE"]
+        if object_name is not None and not appended:
+            raise RetargetError(f"{path}: no object {object_name!r}")
         if len(armatures) != 1:
-            for obj in armatures:
-                bpy.data.objects.remove(obj)
-            raise RetargetError(f"{path}: {len(armatures)} armatures; name the one to retarget onto")
-        chosen = armatures[0]
-    else:
-        if object_name not in names:
-            raise RetargetError(f"{path}: no object {object_name!r} (objects: {', '.join(names) or 'none'})")
-        with bpy.data.libraries.load(str(path), link=False) as (_, loaded):
-            loaded.objects = [object_name]
-        chosen = loaded.objects[0]
-        if chosen.type != "ARMATURE":
-            bpy.data.objects.remove(chosen)
-            raise RetargetError(f"{path}: {object_name!r} is a {chosen.type.lower()}, not an armature")
-    scene.collection.objects.link(chosen)
-    return chosen
+            what = f"{object_name!r} is no armature" if object_name else f"{len(armatures)} armatures; name one"
+            raise RetargetError(f"{path}: {what}")
+        target = armatures[0]
+        scene.collection.objects.link(target)
+        chosen = mapping if not isinstance(mapping, str) else resolve_mapping(target, mapping)[1]
+        retarget(source, target, chosen)
+    except BaseException:
+        _remove_appended(appended)
+        raise
+    for obj in appended:
+        if obj is not target:
+            _remove_appended([obj])
+    return target
+
+
+def _remove_appended(objects: list[bpy.types.Object]) -> None:
+    """Removes appended objects and the data only they used."""
+    for obj in objects:
+        data = obj.data
+        bpy.data.objects.remove(obj)
+        store = _DATA_STORES.get(getattr(data, "id_type", ""))
+        if store is not None and data.users == 0:
+            getattr(bpy.data, store).remove(data)
 
 
 def _check_objects(source: bpy.types.Object, target: bpy.types.Object) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import addon_utils
 import bpy
+import addon_utils  # noqa: I001 (Blender's module, importable once bpy is)
 import numpy as np
 import roma
 

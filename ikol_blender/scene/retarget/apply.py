@@ -207,7 +207,7 @@ def _target_channels(source: bpy.types.Object, target: bpy.types.Object, mapping
     except ValueError as error:
         raise RetargetError(f"{target.name}: {error}") from None
     keyed = []
-    for (_, bone_index), column in zip(pairs, range(len(pairs))):
+    for column, (_, bone_index) in enumerate(pairs):
         bone = bones[bone_index].name
         mode = target.pose.bones[bone].rotation_mode
         values = channels.channel_values(quaternions[:, column], mode)

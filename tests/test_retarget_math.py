@@ -142,14 +142,20 @@ def test_a_bone_overridden_by_a_copy_cannot_be_mapped():
         transfer.transfer_rotations(np.tile(np.eye(3), (3, 1, 1, 1)), rig, [(0, 1)])
 
 
-def test_root_follows_scaled_from_the_target_origin():
+def test_root_puts_the_hips_where_the_source_hips_go_scaled(generator):
     rest = np.eye(4)
-    rest[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # a bone lying along +z... turned about x
+    rest[:3, :3] = random_rotations(generator, 1)[0]
     rest[:3, 3] = [2.0, 0.0, 1.2]
-    heads = np.array([[0.1, 0.2, 0.9], [0.5, -0.3, 1.1]])
-    location = transfer.root_locations(heads, np.zeros(3), np.array([2.0, 0.0, 0.0]), rest, 1.25)
-    placed = location @ rest[:3, :3].T + rest[:3, 3]  # where Blender puts the head
-    assert np.allclose(placed, np.array([2.0, 0.0, 0.0]) + 1.25 * heads)
+    heads = np.array([[0.1, 0.2, 0.9], [0.5, -0.3, 1.1], [0.4, -0.2, 0.7]])
+    deltas = random_rotations(generator, 3)
+    source_hips, target_hips = np.array([0.0, 0.0, -0.05]), np.array([0.0, -0.04, -0.12])
+    origin = np.array([2.0, 0.0, 0.0])
+    location = transfer.root_locations(heads, deltas, np.zeros(3), origin, rest, 1.25,
+                                       source_hips=source_hips, target_hips=target_hips)
+    placed = location @ rest[:3, :3].T + rest[:3, 3]  # where Blender puts the root's head
+    target_hip_path = placed + deltas @ target_hips
+    source_hip_path = heads + deltas @ source_hips
+    assert np.abs(target_hip_path - (origin + 1.25 * source_hip_path)).max() < 1e-12
     hips, knees, ankles = np.array([[0, 0, 1.0]]), np.array([[0, 0, 0.55]]), np.array([[0, 0.1, 0.1]])
     assert transfer.leg_length(hips, knees, ankles) == pytest.approx(0.45 + np.hypot(0.1, 0.45))
 

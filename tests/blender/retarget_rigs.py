@@ -48,20 +48,25 @@ _HEADS = {
     "Hip": (0.10, 0.0, 0.98), "Knee": (0.11, -0.02, 0.53), "Ankle": (0.12, 0.03, 0.09), "Foot": (0.13, -0.11, 0.02),
     "Collar": (0.03, -0.02, 1.52), "Shoulder": (0.19, 0.0, 1.52),
 }
-# Arm bones in an A pose: 45 degrees down from horizontal, lengths in metres.
+# Arm bone lengths, metres; the arms hang ``arm_drop_deg`` below horizontal.
 _ARM = {"Shoulder": 0.29, "Elbow": 0.26, "Wrist": 0.09}
 
 
-def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[str, str] = {}) -> bpy.types.Object:
+def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[str, str] = {},
+             arm_drop_deg: float = 45.0, size: float = 1.0) -> bpy.types.Object:
     """An A-posed armature with the given bone names and random rolls.
 
     Args:
         names: SMPL joint -> bone name, for the 22 body joints (no hands).
+        arm_drop_deg: the arms' angle below horizontal at rest (45: an A pose).
+        size: scale of the whole skeleton (1: 1.8 m tall).
         extra: unmapped bones to insert: new bone name -> SMPL joint it is put under,
             between that joint and its children (as UE5's spine_02, spine_04).
     """
     rng = np.random.default_rng(seed)
-    heads, tails, parents = _layout()
+    heads, tails, parents = _layout(np.radians(arm_drop_deg))
+    heads = {joint: size * head for joint, head in heads.items()}
+    tails = {joint: size * tail for joint, tail in tails.items()}
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
     context.scene.collection.objects.link(obj)
@@ -90,8 +95,8 @@ def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[s
     return obj
 
 
-def _layout() -> tuple[dict, dict, dict]:
-    """Heads, tails and parents of the 22 body bones by SMPL joint name."""
+def _layout(arm_drop: float) -> tuple[dict, dict, dict]:
+    """Heads, tails and parents of the 22 body bones by SMPL joint name; arms ``arm_drop`` radians down."""
     heads, parents = {}, {}
     for joint in ("Pelvis", "Spine1", "Spine2", "Spine3", "Neck", "Head"):
         heads[joint] = np.array(_HEADS[joint])
@@ -101,7 +106,7 @@ def _layout() -> tuple[dict, dict, dict]:
         mirror = np.array([sign, 1.0, 1.0])
         for joint in ("Hip", "Knee", "Ankle", "Foot", "Collar", "Shoulder"):
             heads[side + joint] = np.array(_HEADS[joint]) * mirror
-        down = np.array([sign * np.sqrt(0.5), 0.0, -np.sqrt(0.5)])
+        down = np.array([sign * np.cos(arm_drop), 0.0, -np.sin(arm_drop)])
         heads[side + "Elbow"] = heads[side + "Shoulder"] + down * _ARM["Shoulder"]
         heads[side + "Wrist"] = heads[side + "Elbow"] + down * _ARM["Elbow"]
         parents.update({side + "Hip": "Pelvis", side + "Knee": side + "Hip", side + "Ankle": side + "Knee",
@@ -122,5 +127,5 @@ def _layout() -> tuple[dict, dict, dict]:
             tails[joint] = head + np.array([0.0, -0.07, 0.0])
         else:  # wrists
             sign = 1.0 if joint.startswith("L_") else -1.0
-            tails[joint] = head + np.array([sign * np.sqrt(0.5), 0.0, -np.sqrt(0.5)]) * _ARM["Wrist"]
+            tails[joint] = head + np.array([sign * np.cos(arm_drop), 0.0, -np.sin(arm_drop)]) * _ARM["Wrist"]
     return heads, tails, parents

@@ -215,9 +215,11 @@ def _target_channels(source: bpy.types.Object, target: bpy.types.Object, mapping
         keyed += [keyframes.Channel(path, axis, bone, frames, values[:, axis]) for axis in range(values.shape[1])]
     if maps.ROOT_JOINT in mapping:
         bone = mapping[maps.ROOT_JOINT]
-        scale = _leg_scale(source, target, mapping)
-        location = transfer.root_locations(root_heads, np.array(source.matrix_world)[:3, 3], world[:3, 3],
-                                           rest[index[bone]], scale)
+        source_hips, target_hips = _hip_offsets(source, target, mapping)
+        location = transfer.root_locations(root_heads, deltas[:, joints.index(maps.ROOT_JOINT)],
+                                           np.array(source.matrix_world)[:3, 3], world[:3, 3], rest[index[bone]],
+                                           _leg_scale(source, target, mapping), source_hips=source_hips,
+                                           target_hips=target_hips)
         path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].location'
         keyed += [keyframes.Channel(path, axis, bone, frames, location[:, axis]) for axis in range(3)]
     keyed += _fk_switches(target, mapping, frames)
@@ -242,21 +244,32 @@ def _rotation_copies(target: bpy.types.Object, index: dict[str, int]) -> list[tr
     return copies
 
 
+def _world_heads(obj: bpy.types.Object, names: list[str]) -> np.ndarray:
+    """(N, 3) rest world positions of the named bones' heads."""
+    world = np.array(obj.matrix_world)
+    return np.array([world[:3, :3] @ np.array(obj.data.bones[name].head_local) + world[:3, 3] for name in names])
+
+
+def _hip_offsets(source: bpy.types.Object, target: bpy.types.Object, mapping: dict[str, str],
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(3,) rest world offsets from each rig's root head to its mapped hips' midpoint (zero if unmapped)."""
+    hips = [joint for joint in ("L_Hip", "R_Hip") if joint in mapping]
+    if not hips:
+        return np.zeros(3), np.zeros(3)
+    root = maps.ROOT_JOINT
+    source_heads = _world_heads(source, [root] + hips)
+    target_heads = _world_heads(target, [mapping[root]] + [mapping[joint] for joint in hips])
+    return source_heads[1:].mean(axis=0) - source_heads[0], target_heads[1:].mean(axis=0) - target_heads[0]
+
+
 def _leg_scale(source: bpy.types.Object, target: bpy.types.Object, mapping: dict[str, str]) -> float:
     """Target leg length / source leg length from rest heads of the mapped hips, knees, ankles; 1 if unmapped."""
     sides = [side for side in ("L_", "R_") if all(side + joint in mapping for joint in ("Hip", "Knee", "Ankle"))]
     if not sides:
         return 1.0
-
-    def heads(obj: bpy.types.Object, names: list[str]) -> np.ndarray:
-        world = np.array(obj.matrix_world)
-        return np.array([world[:3, :3] @ np.array(obj.data.bones[name].head_local) + world[:3, 3] for name in names])
-
-    lengths = []
-    for obj, name_of in ((source, lambda joint: joint), (target, lambda joint: mapping[joint])):
-        lengths.append(transfer.leg_length(*(heads(obj, [name_of(side + joint) for side in sides])
-                                             for joint in ("Hip", "Knee", "Ankle"))))
-    return lengths[1] / lengths[0]
+    source_legs = [_world_heads(source, [side + joint for side in sides]) for joint in ("Hip", "Knee", "Ankle")]
+    target_legs = [_world_heads(target, [mapping[side + joint] for side in sides]) for joint in ("Hip", "Knee", "Ankle")]
+    return transfer.leg_length(*target_legs) / transfer.leg_length(*source_legs)
 
 
 def _fk_switches(target: bpy.types.Object, mapping: dict[str, str], frames: np.ndarray) -> list[keyframes.Channel]:

@@ -6,7 +6,9 @@ SMPL joints left out drive nothing, and target bones no joint names stay at rest
 Built-in maps, by the rigs they fit:
 
 * ``rigify``: the rig Rigify generates from its human metarig, through its FK controls
-  (``torso`` carries the pelvis and the root motion; ``hips`` and ``chest`` stay put).
+  (``torso`` carries the pelvis and the root motion; ``hips``, ``chest`` and the FK
+  spine below the pivot stay put). The Action also keys the limbs' IK/FK switches to FK
+  (see :mod:`.apply`), so the deforming bones follow these controls.
 * ``rigify_metarig``: Rigify's human metarig itself (``spine``, ``thigh.L``, ...).
 * ``mixamo``: Mixamo characters (``mixamorig:Hips``, ...), any ``prefix:`` before the names.
 * ``ue5``: the Unreal Engine 5 Mannequin (``pelvis``, ``spine_01``..``spine_05``, ...).
@@ -50,7 +52,11 @@ def _sided(pattern: dict[str, str], left: str, right: str) -> dict[str, str]:
 
 
 RIGIFY = _sided({
-    "Pelvis": "torso", "Spine1": "spine_fk.001", "Spine2": "spine_fk.002", "Spine3": "spine_fk.003",
+    # Rigify's FK spine splits at the hips/chest pivot: spine_fk.001 and spine_fk below it
+    # are a reversed chain carrying the pelvis and legs, so turning them would move the
+    # hips off the root's path. SMPL's lumbar Spine1 stays with the pelvis; Spine2 and
+    # Spine3 (world rotations, which include Spine1's turn) drive the two bones above.
+    "Pelvis": "torso", "Spine2": "spine_fk.002", "Spine3": "spine_fk.003",
     "Neck": "neck", "Head": "head",
     "L_Hip": "thigh_fk{side}", "L_Knee": "shin_fk{side}", "L_Ankle": "foot_fk{side}", "L_Foot": "toe_fk{side}",
     "L_Collar": "shoulder{side}", "L_Shoulder": "upper_arm_fk{side}", "L_Elbow": "forearm_fk{side}",

@@ -155,27 +155,36 @@ def transfer_rotations(deltas: np.ndarray, target: TargetRig, pairs: Sequence[tu
     return continuous_hemisphere(quaternions)
 
 
-def root_locations(source_heads: np.ndarray, source_origin: np.ndarray, target_origin: np.ndarray,
-                   target_root_rest: np.ndarray, scale: float) -> np.ndarray:
-    """Pose-bone ``location`` of the target's root bone following the source root, scaled.
+def root_locations(source_heads: np.ndarray, root_deltas: np.ndarray, source_origin: np.ndarray,
+                   target_origin: np.ndarray, target_root_rest: np.ndarray, scale: float, *,
+                   source_hips: np.ndarray = np.zeros(3), target_hips: np.ndarray = np.zeros(3)) -> np.ndarray:
+    """Pose-bone ``location`` of the target's root bone so its hips follow the source's, scaled.
 
-    The source root's path relative to its armature object's origin, scaled by
-    ``scale``, is walked from the target object's origin: with both objects standing on
-    their floors (the importer's floor is z = 0, the SMPL rig's object at the origin), a
-    target whose legs are ``scale`` times the source's keeps its feet where the floor is.
+    The point between the hip joints is what carries the legs: its path relative to the
+    source armature object's origin, scaled by ``scale``, is walked from the target
+    object's origin. With both objects standing on their floors (the importer's floor
+    is z = 0, the SMPL rig's object at the origin), a target whose legs are ``scale``
+    times the source's keeps its feet where the floor is. The root bone itself sits
+    elsewhere on each rig (Rigify's torso pivot, Mixamo's Hips), so it is placed from
+    that point through its rest offset turned by the root's delta.
 
     Args:
         source_heads: (T, 3) world position of the source root bone's head.
+        root_deltas: (T, 3, 3) world delta of the source root bone (as the target root's).
         source_origin: (3,) world position of the source armature object.
         target_origin: (3,) world position of the target armature object.
         target_root_rest: (4, 4) rest world matrix of the target root bone, which must
             hang from unposed bones (its head moves only by its own location).
         scale: target leg length / source leg length (:func:`leg_length`).
+        source_hips: (3,) rest world offset from the source root's head to its hips' midpoint.
+        target_hips: (3,) the same on the target.
     Returns:
         (T, 3) the target root bone's ``location``.
     """
-    heads = np.asarray(target_origin, dtype=np.float64) + scale * (
-        np.asarray(source_heads, dtype=np.float64) - np.asarray(source_origin, dtype=np.float64))
+    offset = scale * np.asarray(source_hips, dtype=np.float64) - np.asarray(target_hips, dtype=np.float64)
+    heads = (np.asarray(target_origin, dtype=np.float64)
+             + scale * (np.asarray(source_heads, dtype=np.float64) - np.asarray(source_origin, dtype=np.float64))
+             + np.asarray(root_deltas, dtype=np.float64) @ offset)
     inverse = np.linalg.inv(np.asarray(target_root_rest, dtype=np.float64))
     return heads @ inverse[:3, :3].T + inverse[:3, 3]
 

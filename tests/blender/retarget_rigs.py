@@ -10,6 +10,7 @@ import dataclasses
 
 import bpy
 import addon_utils  # noqa: I001 (Blender's module, importable once bpy is)
+import mathutils
 import numpy as np
 import roma
 
@@ -53,22 +54,27 @@ _ARM = {"Shoulder": 0.29, "Elbow": 0.26, "Wrist": 0.09}
 
 
 def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[str, str] = {},
-             arm_drop_deg: float = 45.0, size: float = 1.0) -> bpy.types.Object:
+             arm_drop_deg: float = 45.0, size: float = 1.0, placement: np.ndarray = np.eye(4)) -> bpy.types.Object:
     """An A-posed armature with the given bone names and random rolls.
 
     Args:
         names: SMPL joint -> bone name, for the 22 body joints (no hands).
         arm_drop_deg: the arms' angle below horizontal at rest (45: an A pose).
         size: scale of the whole skeleton (1: 1.8 m tall).
+        placement: (4, 4) the object's world matrix; the bones are stored so that the
+            character still stands in the world as described (an FBX import from Mixamo
+            has a 90 degree turn and 0.01 scale here, its bones in y-up centimetres).
         extra: unmapped bones to insert: new bone name -> SMPL joint it is put under,
             between that joint and its children (as UE5's spine_02, spine_04).
     """
     rng = np.random.default_rng(seed)
     heads, tails, parents = _layout(np.radians(arm_drop_deg))
-    heads = {joint: size * head for joint, head in heads.items()}
-    tails = {joint: size * tail for joint, tail in tails.items()}
+    to_data = np.linalg.inv(placement)
+    heads = {joint: to_data[:3, :3] @ (size * head) + to_data[:3, 3] for joint, head in heads.items()}
+    tails = {joint: to_data[:3, :3] @ (size * tail) + to_data[:3, 3] for joint, tail in tails.items()}
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
+    obj.matrix_world = mathutils.Matrix(placement.tolist())
     context.scene.collection.objects.link(obj)
     context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")

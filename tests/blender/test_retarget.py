@@ -34,7 +34,11 @@ def make_target(kind: str, context) -> bpy.types.Object:
     if kind == "rigify":
         return rigify_rig(context)
     if kind == "mixamo":
-        return humanoid(context, mapping.with_prefix(mapping.MIXAMO, "mixamorig:"), "Mixamo", seed=1)
+        # As an FBX import stores it: the object turned 90 degrees about x and scaled 0.01.
+        placement = np.diag([0.01, 0.01, 0.01, 1.0])
+        placement[:3, :3] = 0.01 * np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+        return humanoid(context, mapping.with_prefix(mapping.MIXAMO, "mixamorig:"), "Mixamo", seed=1,
+                        placement=placement)
     # A smaller character with its arms only 20 degrees below horizontal.
     return humanoid(context, mapping.UE5, "UE5_Mannequin", seed=2, extra=UE5_EXTRA, arm_drop_deg=20.0, size=0.85)
 
@@ -87,6 +91,7 @@ def sampled_frames(scene: bpy.types.Scene) -> range:
 def test_mapped_bones_turn_as_the_smpl_bones_and_feet_follow(kind, source, blank):
     target = make_target(kind, blank)
     target.location = (1.5, 0.4, 0.0)  # beside the source, on the same floor
+    assert kind != "mixamo" or abs(target.matrix_world.to_scale().x - 0.01) < 1e-9
     name, chosen = apply.resolve_mapping(target, "auto")
     # Every body joint (SMPL's finger bones have no counterpart); Rigify leaves Spine1 out.
     assert name == kind and len(chosen) == (21 if kind == "rigify" else 22)
@@ -240,6 +245,10 @@ def test_retarget_from_blend_appends_and_keys_the_rig(source, blank, tmp_path):
     assert angle_deg(world_delta(source, "L_Elbow"), world_delta(appended, "lowerarm_l")) <= MAX_ANGLE_DEG
 
 
+def custom_pairs(settings) -> dict[str, str]:
+    return {pair.joint: pair.bone for pair in settings.pairs if pair.bone}
+
+
 def test_operator_retargets_with_a_custom_mapping_loaded_from_file(source, blank, tmp_path):
     target = make_target("mixamo", blank)
     path = tmp_path / "arms.json"
@@ -254,8 +263,14 @@ def test_operator_retargets_with_a_custom_mapping_loaded_from_file(source, blank
         assert bpy.ops.ikol.retarget() == {"FINISHED"}
         assert {curve.data_path.split('"')[1] for curve in fcurves(target)} == {"mixamorig:LeftArm",
                                                                                "mixamorig:LeftForeArm"}
+        assert bpy.ops.ikol.retarget_fill() == {"FINISHED"}  # from the detected (Mixamo) map
+        assert custom_pairs(settings)["L_Hip"] == "mixamorig:LeftUpLeg" and len(custom_pairs(settings)) == 22
+        settings.pairs[0].bone = "mixamorig:Nope"
+        with pytest.raises(RuntimeError, match="no bone 'mixamorig:Nope' \\(mapped from Pelvis\\)"):
+            bpy.ops.ikol.retarget()  # an operator's error report is raised when called from Python
+        settings.pairs[0].bone = ""
         saved = tmp_path / "saved.json"
         assert bpy.ops.ikol.retarget_save(filepath=str(saved)) == {"FINISHED"}
-        assert mapping.load_mapping(saved) == mapping.load_mapping(path)
+        assert mapping.load_mapping(saved) == custom_pairs(settings)
     finally:
         ikol_blender.unregister()

@@ -190,6 +190,8 @@ def test_mapping_file_with_an_unknown_bone_is_refused_by_name(source, blank, tmp
         mapping.load_mapping(path)
     with pytest.raises(mapping.MappingError, match="no bone 'mixamorig:LeftThigh'"):
         apply.retarget(source, target, {**chosen, "L_Hip": "mixamorig:LeftThigh"})
+    with pytest.raises(mapping.MappingError, match="Mixamo has 0% of the ue5 mapping's bones"):
+        apply.resolve_mapping(target, "ue5")
 
 
 def scene_state(target: bpy.types.Object) -> tuple:

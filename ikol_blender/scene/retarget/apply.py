@@ -49,9 +49,13 @@ def resolve_mapping(target: bpy.types.Object, choice: str, custom: Mapping[str, 
         name, chosen = "custom", dict(custom or {})
     else:
         name, chosen = choice, maps.built_in(choice, bone_names)
+        share = maps.coverage(chosen, bone_names)
+        if share < maps.MIN_COVERAGE:
+            raise maps.MappingError(f"{target.name} has {100 * share:.0f}% of the {choice} mapping's bones; "
+                                    "pick another mapping (or Auto)")
     present = set(bone_names)
     if choice != "custom":
-        # A built-in map may name bones a variant of the rig lacks (fingers, extra spine).
+        # A built-in map may name bones a variant of the rig lacks (an extra spine bone).
         chosen = {joint: bone for joint, bone in chosen.items() if bone in present}
     return name, maps.validate(chosen, bone_names)
 

@@ -165,6 +165,28 @@ def test_euler_and_axis_angle_bones_are_keyed_in_their_own_mode(source, blank):
     assert worst <= MAX_ANGLE_DEG
 
 
+def test_source_curves_the_animator_changed_are_read_as_blender_evaluates_them(source, blank):
+    """A noise modifier and a Bezier curve are sampled through FCurve.evaluate, not from the keys."""
+    target = make_target("ue5", blank)
+    curves = {(curve.data_path, curve.array_index): curve for curve in fcurves(source)}
+    noisy = curves[('pose.bones["L_Elbow"].rotation_quaternion', 1)]
+    noisy.modifiers.new("NOISE").strength = 0.6
+    smooth = curves[('pose.bones["R_Knee"].rotation_quaternion', 1)]
+    for point in list(smooth.keyframe_points)[::3]:
+        point.co.y += 0.2  # moved keys, Bezier between them: off the linear interpolation
+    for point in smooth.keyframe_points:
+        point.interpolation = "BEZIER"
+    smooth.update()
+    apply.retarget(source, target, apply.resolve_mapping(target, "auto")[1])
+    worst = 0.0
+    # On the keyed frames: between them the target's keys interpolate linearly, the noise does not.
+    for frame in keys(smooth)[::3, 0]:
+        blank.scene.frame_set(int(frame))
+        for joint, bone in (("L_Elbow", "lowerarm_l"), ("R_Knee", "calf_r")):
+            worst = max(worst, angle_deg(world_delta(source, joint), world_delta(target, bone)))
+    assert worst <= MAX_ANGLE_DEG
+
+
 def test_euler_conversion_matches_mathutils():
     rng = np.random.default_rng(4)
     quaternions = rng.normal(size=(50, 4))

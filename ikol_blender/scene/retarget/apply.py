@@ -174,14 +174,17 @@ def _source_motion(source: bpy.types.Object, joints: list[str]) -> tuple[np.ndar
     root = bones[0]
     used = [(paths[b.name] + ".rotation_quaternion", axis) for b in bones for axis in range(4)]
     used += [(paths[root.name] + ".location", axis) for axis in range(3)]
-    frames = np.unique(np.concatenate([_keys(curves[key])[:, 0] for key in used if key in curves] or [np.zeros(0)]))
+    keyed = {key: (curves[key], _keys(curves[key])) for key in used if key in curves}
+    frames = np.unique(np.concatenate([points[:, 0] for _, points in keyed.values()] or [np.zeros(0)]))
     if len(frames) == 0:
         raise RetargetError(f"{source.name}'s Action keys none of its bones")
     pose = source.pose.bones
-    quaternions = np.stack([np.stack([_sample(curves.get((paths[b.name] + ".rotation_quaternion", axis)), frames,
-                                              pose[b.name].rotation_quaternion[axis]) for axis in range(4)], axis=-1)
-                            for b in bones], axis=1)
-    location = np.stack([_sample(curves.get((paths[root.name] + ".location", axis)), frames,
+    quaternions = np.empty((len(frames), len(bones), 4))
+    for joint, bone in enumerate(bones):
+        for axis in range(4):
+            key = (paths[bone.name] + ".rotation_quaternion", axis)
+            quaternions[:, joint, axis] = _sample(keyed.get(key), frames, pose[bone.name].rotation_quaternion[axis])
+    location = np.stack([_sample(keyed.get((paths[root.name] + ".location", axis)), frames,
                                  pose[root.name].location[axis]) for axis in range(3)], axis=-1)
     rest = np.array([np.array(b.matrix_local) for b in bones])
     parents = [index[b.parent.name] if b.parent else -1 for b in bones]
@@ -316,15 +319,18 @@ def _keys(curve: bpy.types.FCurve) -> np.ndarray:
     return co.reshape(-1, 2).astype(np.float64)
 
 
-def _sample(curve: bpy.types.FCurve | None, frames: np.ndarray, rest_value: float) -> np.ndarray:
-    """(T,) a curve's values on ``frames``: numpy for linear keys, ``evaluate`` otherwise; unkeyed, the pose's value."""
-    if curve is None or len(curve.keyframe_points) == 0:
+def _sample(keyed: tuple[bpy.types.FCurve, np.ndarray] | None, frames: np.ndarray, rest_value: float) -> np.ndarray:
+    """(T,) a curve's values on ``frames``: numpy for linear keys, ``evaluate`` otherwise; unkeyed, the pose's value.
+
+    Args:
+        keyed: the curve and its (K, 2) keys (:func:`_keys`), or None for no curve.
+    """
+    if keyed is None or len(keyed[1]) == 0:
         return np.full(len(frames), float(rest_value))
-    points = curve.keyframe_points
+    curve, points = keyed
     modes = np.empty(len(points), dtype=np.int32)
-    points.foreach_get("interpolation", modes)
+    curve.keyframe_points.foreach_get("interpolation", modes)
     linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items[_LINEAR].value
     if np.all(modes[:-1] == linear) and len(curve.modifiers) == 0 and curve.extrapolation == "CONSTANT":
-        keys = _keys(curve)
-        return np.interp(frames, keys[:, 0], keys[:, 1])
+        return np.interp(frames, points[:, 0], points[:, 1])
     return np.array([curve.evaluate(float(frame)) for frame in frames])

@@ -87,8 +87,10 @@ def pose_orientations(rest: np.ndarray, parents: Sequence[int], quaternions: np.
     local = quaternion_to_matrix(quaternions)
     posed = np.empty_like(local)
     for joint, parent in enumerate(parents):
-        above = rest[joint] if parent < 0 else posed[:, parent] @ rest[parent].T @ rest[joint]
-        posed[:, joint] = above @ local[:, joint]
+        if parent < 0:
+            posed[:, joint] = _left(rest[joint], local[:, joint])
+        else:
+            posed[:, joint] = _right(posed[:, parent], rest[parent].T @ rest[joint]) @ local[:, joint]
     return posed
 
 
@@ -134,7 +136,8 @@ def transfer_rotations(deltas: np.ndarray, target: TargetRig, pairs: Sequence[tu
             parent = delta(int(target.parents[bone]))
             if bone in wanted:
                 goal = deltas[:, wanted[bone]]
-                local[bone] = rest[bone].T @ (goal if parent is None else np.swapaxes(parent, -1, -2) @ goal) @ rest[bone]
+                relative = goal if parent is None else np.swapaxes(parent, -1, -2) @ goal
+                local[bone] = _right(_left(rest[bone].T, relative), rest[bone])
                 own = goal
             else:
                 own = parent
@@ -143,7 +146,7 @@ def transfer_rotations(deltas: np.ndarray, target: TargetRig, pairs: Sequence[tu
                     continue
                 source = delta(copy.subtarget)
                 offset = rest[copy.subtarget] @ rest[bone].T
-                copied = np.broadcast_to(offset, (frames, 3, 3)) if source is None else source @ offset
+                copied = np.broadcast_to(offset, (frames, 3, 3)) if source is None else _right(source, offset)
                 current = np.broadcast_to(np.eye(3), (frames, 3, 3)) if own is None else own
                 own = _blend(current, copied, min(copy.influence, 1.0))
             memo[bone] = own
@@ -197,6 +200,17 @@ def leg_length(hips: np.ndarray, knees: np.ndarray, ankles: np.ndarray) -> float
     """
     hips, knees, ankles = (np.asarray(a, dtype=np.float64) for a in (hips, knees, ankles))
     return float(np.mean(np.linalg.norm(knees - hips, axis=-1) + np.linalg.norm(ankles - knees, axis=-1)))
+
+
+def _right(stack: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) ``stack @ matrix`` for one (3, 3) matrix, as a single BLAS product."""
+    stack = np.ascontiguousarray(stack)
+    return (stack.reshape(-1, 3) @ matrix).reshape(stack.shape)
+
+
+def _left(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) ``matrix @ stack`` for one (3, 3) matrix: ``(stack^T matrix^T)^T``."""
+    return np.swapaxes(_right(np.swapaxes(stack, -1, -2), matrix.T), -1, -2)
 
 
 def _blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:

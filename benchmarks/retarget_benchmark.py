@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = sum(len(curve.keyframe_points) for curve in keyframes.curves(target, result_action))
     result = {"frames": args.frames, "target_bones": len(target.data.bones), "mapped_bones": len(chosen),
               "keys_written": keys, "retarget_s": min(times), "retarget_all_s": times, "target_s": TARGET_S,
-              "machine": {"cpu": platform.machine(), "python": platform.python_version()}}
+              "machine": {"cpu": platform.machine(), "python": platform.python_version(),
+                          # a shared machine: how busy it was says how far to trust the times
+                          "load_average_1min": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}}
     everything = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     everything[f"bpy {bpy.app.version_string}"] = result
     with atomic_path(RESULTS) as temp:

@@ -168,10 +168,12 @@ def _source_motion(source: bpy.types.Object, joints: list[str]) -> tuple[np.ndar
         if source.pose.bones[bone.name].rotation_mode != "QUATERNION":
             raise RetargetError(f"{source.name}: bone {bone.name} does not rotate by quaternion; "
                                 "the source must be an IKOL SMPL rig")
+    root = source.data.bones.get(maps.ROOT_JOINT)
+    if root is None or root.parent is not None:
+        raise RetargetError(f"{source.name} has no root bone {maps.ROOT_JOINT}; the source must be an IKOL SMPL rig")
     curves = {(curve.data_path, curve.array_index): curve
               for curve in keyframes.curves(source, source.animation_data.action)}
     paths = {bone.name: f'pose.bones["{bpy.utils.escape_identifier(bone.name)}"]' for bone in bones}
-    root = bones[0]
     used = [(paths[b.name] + ".rotation_quaternion", axis) for b in bones for axis in range(4)]
     used += [(paths[root.name] + ".location", axis) for axis in range(3)]
     keyed = {key: (curves[key], _keys(curves[key])) for key in used if key in curves}
@@ -193,7 +195,8 @@ def _source_motion(source: bpy.types.Object, joints: list[str]) -> tuple[np.ndar
     posed = turn @ transfer.pose_orientations(transfer.rotation_part(rest), parents, quaternions)
     chosen = [index[joint] for joint in joints]
     deltas = transfer.world_deltas(turn @ transfer.rotation_part(rest[chosen]), posed[:, chosen])
-    heads = location @ rest[0, :3, :3].T + rest[0, :3, 3]
+    root_rest = rest[index[root.name]]
+    heads = location @ root_rest[:3, :3].T + root_rest[:3, 3]
     root_heads = heads @ world[:3, :3].T + world[:3, 3]
     return frames, deltas, root_heads
 
@@ -234,7 +237,11 @@ def _target_channels(source: bpy.types.Object, target: bpy.types.Object, mapping
 
 
 def _rotation_copies(target: bpy.types.Object, index: dict[str, int]) -> list[transfer.RotationCopy]:
-    """The constraints :class:`.transfer.TargetRig` models: world-space rotation copies within the rig."""
+    """The constraints :class:`.transfer.TargetRig` models: whole world-space rotation copies within the rig.
+
+    Others (local-space copies, partial axes, other types) are taken to keep their rest
+    result, which holds where they follow unposed bones, as Rigify's do.
+    """
     copies = []
     for pose_bone in target.pose.bones:
         for constraint in pose_bone.constraints:
@@ -244,7 +251,11 @@ def _rotation_copies(target: bpy.types.Object, index: dict[str, int]) -> list[tr
                 continue
             if constraint.owner_space != "WORLD" or constraint.target_space != "WORLD":
                 continue
-            if constraint.type == "COPY_ROTATION" and not (constraint.use_x and constraint.use_y and constraint.use_z):
+            if constraint.mix_mode != "REPLACE":
+                continue
+            if constraint.type == "COPY_ROTATION" and not (
+                    constraint.use_x and constraint.use_y and constraint.use_z
+                    and not (constraint.invert_x or constraint.invert_y or constraint.invert_z)):
                 continue
             copies.append(transfer.RotationCopy(index[pose_bone.name], index[constraint.subtarget],
                                                 float(constraint.influence)))
@@ -274,8 +285,9 @@ def _leg_scale(source: bpy.types.Object, target: bpy.types.Object, mapping: dict
     sides = [side for side in ("L_", "R_") if all(side + joint in mapping for joint in ("Hip", "Knee", "Ankle"))]
     if not sides:
         return 1.0
-    source_legs = [_world_heads(source, [side + joint for side in sides]) for joint in ("Hip", "Knee", "Ankle")]
-    target_legs = [_world_heads(target, [mapping[side + joint] for side in sides]) for joint in ("Hip", "Knee", "Ankle")]
+    joints = ("Hip", "Knee", "Ankle")
+    source_legs = [_world_heads(source, [side + joint for side in sides]) for joint in joints]
+    target_legs = [_world_heads(target, [mapping[side + joint] for side in sides]) for joint in joints]
     return transfer.leg_length(*target_legs) / transfer.leg_length(*source_legs)
 
 
@@ -288,7 +300,8 @@ def _fk_switches(target: bpy.types.Object, mapping: dict[str, str], frames: np.n
         pose_bone = target.pose.bones.get(bone)
         if pose_bone is not None and _FK_SWITCH_PROPERTY in pose_bone:
             path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{_FK_SWITCH_PROPERTY}"]'
-            switches.append(keyframes.Channel(path, 0, bone, frames[[0, -1]], np.ones(2)))
+            ends = np.unique(frames[[0, -1]])
+            switches.append(keyframes.Channel(path, 0, bone, ends, np.ones(len(ends))))
     return switches
 
 

@@ -162,7 +162,8 @@ def validate(mapping: Mapping[str, str], bone_names: Iterable[str] | None = None
     seen: dict[str, str] = {}
     for joint, bone in mapping.items():
         if joint not in SMPL_JOINT_NAMES:
-            raise MappingError(f"unknown SMPL joint {joint!r} in the mapping; SMPL joints: {', '.join(SMPL_JOINT_NAMES)}")
+            raise MappingError(f"unknown SMPL joint {joint!r} in the mapping; "
+                               f"SMPL joints: {', '.join(SMPL_JOINT_NAMES)}")
         if not isinstance(bone, str) or not bone:
             raise MappingError(f"the target bone of {joint} must be a non-empty name, not {bone!r}")
         if present is not None and bone not in present:

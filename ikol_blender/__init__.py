@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import bpy
 
-from .ui import engine_operators, operators, panels, preferences
+from .ui import engine_operators, operators, panels, preferences, retarget_ops
 
 CLI_COMMAND = "ikol"
 _USAGE = f"usage: blender -c {CLI_COMMAND} convert VIDEO... -o OUT_DIR [options]  (convert --help for the options)"
@@ -48,6 +48,7 @@ def register() -> None:
     engine_operators.register()
     operators.register()
     panels.register()
+    retarget_ops.register()
     _cli_registration = CliRegistration(bpy.utils.register_cli_command(CLI_COMMAND, cli_command), cli_command)
 
 
@@ -56,6 +57,7 @@ def unregister() -> None:
     if _cli_registration is not None:
         bpy.utils.unregister_cli_command(_cli_registration.handle)
         _cli_registration = None
+    retarget_ops.unregister()
     panels.unregister()
     operators.unregister()
     engine_operators.unregister()

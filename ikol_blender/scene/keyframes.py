@@ -87,7 +87,7 @@ def rewrite_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iter
     """
     channels = list(channels)
     arrays = [_arrays(channel) for channel in channels]  # all checked before any curve changes
-    existing = {(curve.data_path, curve.array_index): curve for curve in _curves(obj, action)}
+    existing = {(curve.data_path, curve.array_index): curve for curve in curves(obj, action)}
     missing = [channel for channel in channels if (channel.data_path, channel.index) not in existing]
     for channel, (frames, values) in zip(channels, arrays):
         curve = existing.get((channel.data_path, channel.index))
@@ -106,7 +106,7 @@ def _arrays(channel: Channel) -> tuple[np.ndarray, np.ndarray]:
     return frames, values
 
 
-def _curves(obj: bpy.types.Object, action: bpy.types.Action):
+def curves(obj: bpy.types.Object, action: bpy.types.Action):
     """The F-Curves animating ``obj`` in ``action``."""
     if not is_slotted():
         return action.fcurves

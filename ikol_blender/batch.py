@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bpy
 import addon_utils  # Blender's module, importable once bpy is imported
@@ -39,6 +40,7 @@ from . import batch_manifest, cluster, settings
 from .engine import process as engine_process
 from .engine.link import atomic_path, read_motion
 from .scene import importer, preview
+from .scene.retarget import apply as retarget, mapping as maps
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
@@ -97,6 +99,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="also write STEM_preview.png: video frames beside the rig seen through the video's camera")
     parser.add_argument("--force", action="store_true",
                         help="convert every video again, even those whose outputs are up to date")
+    rig = parser.add_argument_group("retargeting")
+    rig.add_argument("--retarget", metavar="RIG.blend[:OBJECT]",
+                     help="also animate this armature (and the meshes it deforms), appended from a .blend into each "
+                          "output .blend; the exports then carry it")
+    rig.add_argument("--mapping", default="auto", metavar="auto|rigify|mixamo|ue5|smplx|FILE.json",
+                     help="SMPL bone to target bone map for --retarget (default: detected from the bone names)")
     on_cluster = parser.add_argument_group("cluster")
     on_cluster.add_argument("--ray", metavar="ADDRESS", help="analyse the videos as tasks on a Ray cluster: "
                             f"'{cluster.LOCAL}' starts one on this machine for the run, HOST:PORT joins a running one")
@@ -129,20 +137,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if args.max_retries < 0:
             raise UsageError(f"--max-retries must be 0 or more, got {args.max_retries}")
         exports = [export for export in EXPORTS if getattr(args, export.flag)]
+        rig = _retarget_request(args.retarget, args.mapping)
         _enable_exporters(exports)
         engine = engine_process.resolve_engine(args.engine_python or settings.engine_python())
         output = _output_folder(args.output)
-    except (UsageError, engine_process.EngineUnavailable, cluster.ClusterUnavailable) as error:
+    except (UsageError, engine_process.EngineUnavailable, cluster.ClusterUnavailable, maps.MappingError) as error:
         print(f"ikol: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
                                             device=args.device, fov=args.fov,
                                             model_complexity=args.model_complexity)
-    settings = batch_manifest.settings(dataclasses.asdict(options), [export.flag for export in exports], args.preview)
+    run_settings = batch_manifest.settings(dataclasses.asdict(options), [export.flag for export in exports], args.preview,
+                                       rig.settings() if rig else None)
 
     def finish(job: cluster.Job, written: list[Path]) -> str:
         motion = read_motion(written[0])
-        batch_manifest.write_manifest(output, job.video, motion.source_sha256, settings, written)
+        batch_manifest.write_manifest(output, job.video, motion.source_sha256, run_settings, written)
         return f"wrote {', '.join(path.name for path in written)}"
 
     def build_from(job: cluster.Job, motion: bytes) -> str:
@@ -151,7 +161,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             with atomic_path(output / f"{job.video.stem}.npz") as temp:
                 temp.write_bytes(motion)
             return finish(job, build(engine, job.video, output, exports, lambda text: _say(f"{job.tag}: {text}"),
-                                     with_preview=args.preview))
+                                     with_preview=args.preview, rig=rig))
         except Exception as error:
             raise RuntimeError(_reason(error)) from error
 
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         jobs = []
         for number, video in enumerate(videos, 1):
             job = cluster.Job(f"[{number}/{len(videos)}] {video.name}", video)
-            if not args.force and batch_manifest.is_up_to_date(output, video, settings):
+            if not args.force and batch_manifest.is_up_to_date(output, video, run_settings):
                 _say(f"{job.tag}: up to date, skipped")
             else:
                 jobs.append(job)
@@ -167,7 +177,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             failed = [job.video.name for job in cluster.convert_all(args.ray, jobs, engine, options, build_from,
                                                                     args.max_retries, _say, _report)]
         else:
-            failed = _convert_each(jobs, engine, output, exports, options, args.preview, finish)
+            failed = _convert_each(jobs, engine, output, exports, options, args.preview, finish, rig)
     except KeyboardInterrupt:
         _report("interrupted; every file written is complete, the ones in progress were dropped")
         return EXIT_INTERRUPTED
@@ -180,13 +190,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 def _convert_each(jobs: Sequence[cluster.Job], engine: engine_process.Engine, output: Path,
                   exports: Sequence[Export], options: engine_process.AnalyzeOptions, with_preview: bool,
-                  finish: Callable[[cluster.Job, list[Path]], str]) -> list[str]:
+                  finish: Callable[[cluster.Job, list[Path]], str], rig: RetargetRequest | None) -> list[str]:
     """The plain batch: one video after the other in this process; returns the names that failed."""
     failed = []
     for job in jobs:
         try:
             written = convert(engine, job.video, output, exports, options, lambda text: _say(f"{job.tag}: {text}"),
-                              with_preview=with_preview)
+                              with_preview=with_preview, rig=rig)
             line = finish(job, written)
         except KeyboardInterrupt:
             _report(f"{job.tag}: interrupted")
@@ -201,7 +211,7 @@ def _convert_each(jobs: Sequence[cluster.Job], engine: engine_process.Engine, ou
 
 def convert(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
             options: engine_process.AnalyzeOptions, say: Callable[[str], None], with_preview: bool = False,
-            ) -> list[Path]:
+            rig: RetargetRequest | None = None) -> list[Path]:
     """One video: motion file, a fresh scene with the rig saved as .blend, the exports, the preview.
 
     Returns the files written. Replaces the open Blender file with a new empty one.
@@ -218,17 +228,22 @@ def convert(engine: engine_process.Engine, video: Path, output: Path, exports: S
             say(f"{stage} {percent}%")
 
     engine_process.run_analyze(engine, video, motion, options, progress, log=lambda line: None)
-    return build(engine, video, output, exports, say, with_preview)
+    return build(engine, video, output, exports, say, with_preview, rig)
 
 
 def build(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
-          say: Callable[[str], None], with_preview: bool = False) -> list[Path]:
-    """From ``STEM.npz`` in ``output``: the .blend, the exports, the preview; returns the files
-    (the motion file first). Replaces the open Blender file with a new empty one."""
+          say: Callable[[str], None], with_preview: bool = False, rig: RetargetRequest | None = None) -> list[Path]:
+    """From ``STEM.npz`` in ``output``: the .blend (with the retargeted rig if asked), the
+    exports, the preview; returns the files (the motion file first). Replaces the open
+    Blender file with a new empty one."""
     motion = output / f"{video.stem}.npz"
     say("building the rig")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     armature = importer.import_motion(bpy.context, motion, video=video)
+    exported = armature
+    if rig is not None:
+        say(f"retargeting onto {rig.path.name}")
+        exported = retarget.retarget_from_blend(rig.path, rig.object_name, rig.mapping, armature, bpy.context.scene)
     written = [motion, output / f"{video.stem}.blend"]
     with atomic_path(written[-1]) as temp:
         bpy.ops.wm.save_as_mainfile(filepath=str(temp), copy=True, check_existing=False)
@@ -237,7 +252,7 @@ def build(engine: engine_process.Engine, video: Path, output: Path, exports: Seq
         written.append(output / f"{video.stem}{export.suffix}")
         with atomic_path(written[-1]) as temp, contextlib.redirect_stdout(io.StringIO()):
             # The exporters' own chatter (timings, info) would bury the progress lines.
-            if "FINISHED" not in export.write(temp, armature):
+            if "FINISHED" not in export.write(temp, exported):
                 raise RuntimeError(f"Blender's {export.flag.upper()} exporter cancelled")
     if with_preview:
         say("rendering the preview")
@@ -261,6 +276,38 @@ def write_preview(engine: engine_process.Engine, video: Path, motion_path: Path,
                                            "--max-width", str(renders[0].shape[1])], log=lambda line: None)
         frames = [preview.read_png(Path(scratch) / f"frame_{i:06d}.png") for i in indices]
     return preview.write_png(preview.compose(frames, renders), path)
+
+
+@dataclass(frozen=True)
+class RetargetRequest:
+    """``--retarget RIG.blend[:OBJECT]`` with its ``--mapping``, checked before any work."""
+
+    path: Path
+    object_name: str | None
+    mapping: str | dict[str, str]
+
+    def settings(self) -> dict[str, Any]:
+        """What a rerun must match (the rig file by content: an edited rig redoes the video)."""
+        return {"rig": batch_manifest.file_sha256(self.path), "object": self.object_name, "mapping": self.mapping}
+
+
+def _retarget_request(text: str | None, mapping: str) -> RetargetRequest | None:
+    """Parses ``--retarget`` and ``--mapping``; a missing file or a bad mapping is a usage error."""
+    if text is None:
+        if mapping != "auto":
+            raise UsageError("--mapping needs --retarget RIG.blend")
+        return None
+    name, separator, object_name = text.partition(".blend:")
+    path = Path(name + ".blend" if separator else text)
+    if path.suffix != ".blend" or not path.is_file():
+        raise UsageError(f"--retarget: no such .blend file: {path}")
+    if mapping.endswith(".json"):
+        chosen: str | dict[str, str] = maps.load_mapping(mapping)
+    elif mapping == "auto" or mapping in maps.BUILT_IN:
+        chosen = mapping
+    else:
+        raise UsageError(f"--mapping must be auto, {', '.join(sorted(maps.BUILT_IN))} or a .json file, got {mapping!r}")
+    return RetargetRequest(path, object_name or None, chosen)
 
 
 def _expand_folders(paths: Sequence[Path]) -> list[Path]:

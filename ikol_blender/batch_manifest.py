@@ -28,10 +28,12 @@ def manifest_path(output: Path, video: Path) -> Path:
     return output / f"{video.stem}{SUFFIX}"
 
 
-def settings(analyze_options: dict[str, Any], exports: Sequence[str], with_preview: bool) -> dict[str, Any]:
-    """The settings a rerun must match: engine options (device left out), exports, preview."""
+def settings(analyze_options: dict[str, Any], exports: Sequence[str], with_preview: bool,
+             retarget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a rerun must match: engine options (device left out), exports, preview,
+    and the rig retargeted onto, if any."""
     engine = {key: value for key, value in analyze_options.items() if key != "device"}
-    return {"engine": engine, "exports": sorted(exports), "preview": with_preview}
+    return {"engine": engine, "exports": sorted(exports), "preview": with_preview, "retarget": retarget}
 
 
 def write_manifest(output: Path, video: Path, video_sha256: str, run_settings: dict[str, Any],

@@ -88,14 +88,15 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, mapping: Mappin
 
 def retarget_from_blend(path: str | Path, object_name: str | None, mapping: str | Mapping[str, str],
                         source: bpy.types.Object, scene: bpy.types.Scene) -> bpy.types.Object:
-    """Appends an armature from a .blend file into ``scene`` and retargets ``source`` onto it.
+    """Appends an armature, with the meshes it deforms, from a .blend file into ``scene``
+    and retargets ``source`` onto it.
 
     Args:
         path: the .blend file.
         object_name: the armature object to take; None for the file's only armature.
         mapping: ``"auto"``, a built-in map's name, or a mapping (SMPL joint -> bone).
         source: the IKOL SMPL rig whose Action is retargeted.
-        scene: where the armature is linked (its master collection).
+        scene: where the armature and its meshes are linked (its master collection).
     Returns:
         The appended armature, keyed. If anything fails, what was appended is removed.
     Raises:
@@ -108,29 +109,43 @@ def retarget_from_blend(path: str | Path, object_name: str | None, mapping: str 
         raise RetargetError(f"{path}: no such .blend file")
     try:
         with bpy.data.libraries.load(str(path), link=False) as (available, loaded):
-            names = [name for name in available.objects if object_name is None or name == object_name]
-            loaded.objects = names
+            loaded.objects = list(available.objects)
     except OSError as error:
         raise RetargetError(f"{path}: cannot read it as a .blend file ({error})") from None
     appended = [obj for obj in loaded.objects if obj is not None]
     try:
-        armatures = [obj for obj in appended if obj.type == "ARMATURE"]
-        if object_name is not None and not appended:
-            raise RetargetError(f"{path}: no object {object_name!r}")
-        if len(armatures) != 1:
-            what = f"{object_name!r} is no armature" if object_name else f"{len(armatures)} armatures; name one"
-            raise RetargetError(f"{path}: {what}")
-        target = armatures[0]
-        scene.collection.objects.link(target)
+        target = _the_armature(path, appended, object_name)
+        character = [target, *(obj for obj in appended if _deformed_by(obj, target))]
+        for obj in character:
+            scene.collection.objects.link(obj)
         chosen = mapping if not isinstance(mapping, str) else resolve_mapping(target, mapping)[1]
         retarget(source, target, chosen)
     except BaseException:
         _remove_appended(appended)
         raise
-    for obj in appended:
-        if obj is not target:
-            _remove_appended([obj])
+    _remove_appended([obj for obj in appended if obj not in character])
     return target
+
+
+def _the_armature(path: Path, objects: list[bpy.types.Object], name: str | None) -> bpy.types.Object:
+    """The armature named ``name`` among a file's objects, or its only armature."""
+    if name is not None:
+        named = [obj for obj in objects if obj.name == name]
+        if not named:
+            raise RetargetError(f"{path}: no object {name!r}")
+        if named[0].type != "ARMATURE":
+            raise RetargetError(f"{path}: {name!r} is no armature")
+        return named[0]
+    armatures = [obj for obj in objects if obj.type == "ARMATURE"]
+    if len(armatures) != 1:
+        raise RetargetError(f"{path}: {len(armatures)} armatures; name one as FILE.blend:OBJECT")
+    return armatures[0]
+
+
+def _deformed_by(obj: bpy.types.Object, armature: bpy.types.Object) -> bool:
+    """Whether ``obj`` is the armature's child or skinned to it (it moves with the character)."""
+    return obj.parent == armature or any(
+        modifier.type == "ARMATURE" and modifier.object == armature for modifier in getattr(obj, "modifiers", ()))
 
 
 def _remove_appended(objects: list[bpy.types.Object]) -> None:

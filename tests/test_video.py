@@ -232,8 +232,8 @@ def test_raw_stream_without_a_count_is_counted(tmp_path: Path) -> None:
     assert [decode_index(f.image) for f in iter_frames(path)] == list(range(23))
 
 
-@pytest.mark.parametrize("bad_fps", [0.0, math.nan, -1.0])
-def test_missing_frame_rate_is_an_error(
+@pytest.mark.parametrize("bad_fps", [0.0, math.nan, -1.0, 0.5, 1200.0, 90000.0])
+def test_implausible_frame_rate_is_refused_unless_given(
     clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch, bad_fps: float
 ) -> None:
     real_capture = cv2.VideoCapture
@@ -251,10 +251,22 @@ def test_missing_frame_rate_is_an_error(
             return getattr(self._capture, name)
 
     monkeypatch.setattr(video.cv2, "VideoCapture", NoRateCapture)
-    with pytest.raises(VideoError, match=r"clip\.avi states no usable frame rate \(fps = "):
+    with pytest.raises(VideoError, match=r"clip\.avi states an implausible frame rate .*outside 1-1000.*--fps"):
         probe(clips["avi"])
-    with pytest.raises(VideoError, match="no usable frame rate"):
+    with pytest.raises(VideoError, match="implausible frame rate"):
         iter_frames(clips["avi"])
+    # The real rate given: the clip reads whole, timed on that rate's grid.
+    info = probe(clips["avi"], fps=24.0)
+    assert (info.fps, info.frame_count, info.fps_given) == (24.0, 40, True)
+    frames = list(iter_frames(clips["avi"], fps=24.0))
+    assert [f.index for f in frames] == list(range(40))
+    assert [f.time_s for f in frames] == [i / 24.0 for i in range(40)]
+
+
+@pytest.mark.parametrize("fps", [0.0, 0.99, 1000.5, math.inf, math.nan])
+def test_a_given_rate_outside_1_to_1000_is_refused(clips: dict[str, Path], fps: float) -> None:
+    with pytest.raises(ValueError, match="frame rate must be between 1 and 1000 fps"):
+        probe(clips["avi"], fps=fps)
 
 
 def test_streaming_keeps_about_one_frame_in_memory(tmp_path: Path) -> None:

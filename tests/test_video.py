@@ -312,3 +312,28 @@ def test_frames_command(clips: dict[str, Path], tmp_path: Path, capsys: pytest.C
     assert decode_index(cv2.cvtColor(cv2.imread(str(tmp_path / "frame_000007.png")), cv2.COLOR_BGR2RGB)) == 7
     assert main(["frames", str(clips["mp4"]), "--at", "99", "-o", str(tmp_path / "none")]) == 2
     assert "decodes from frame 99" in capsys.readouterr().err
+
+
+#: 60 frames of FFmpeg's test pattern: 30 at 30 fps, then 30 at 15 fps (made by
+#: tools/make_vfr_clip.sh with a setpts expression).
+VFR_CLIP = Path(__file__).parent / "data" / "vfr_30_then_15fps.mp4"
+VFR_TIMES = [i / 30 if i <= 30 else 1.0 + (i - 30) / 15 for i in range(60)]
+
+
+def test_variable_rate_frames_carry_the_decoders_timestamps() -> None:
+    frames = list(iter_frames(VFR_CLIP))
+    assert [f.index for f in frames] == list(range(60))
+    assert np.abs(np.array([f.time_s for f in frames]) - VFR_TIMES).max() < 1e-3
+    # index / fps on the container's average rate would be off by a third of a second.
+    info = probe(VFR_CLIP)
+    assert np.abs(np.arange(60) / info.fps - VFR_TIMES).max() > 0.3
+    strided = [f.time_s for f in iter_frames(VFR_CLIP, 20, 50, 10)]
+    assert np.abs(np.array(strided) - [VFR_TIMES[i] for i in (20, 30, 40)]).max() < 1e-3
+
+
+def test_the_pipeline_keeps_the_decoders_timestamps() -> None:
+    from ikol_engine.pipeline import regress_video
+
+    observed, read = regress_video(VFR_CLIP)
+    assert (read.frames_promised, read.frames_decoded) == (60, 60)
+    assert np.abs(observed.times - VFR_TIMES).max() < 1e-3

@@ -26,7 +26,7 @@ ENGINE_LOGGER = "ikol_engine"
 def library_output_to(path: str | Path, prefix: str = "ikol-engine") -> Iterator[Path]:
     """Within the block, what libraries write goes to ``path`` (replaced), ours to the terminal.
 
-    ``sys.stderr`` keeps reaching where fd 2 pointed before (when it is fd 2's own
+    A log left empty is removed. ``sys.stderr`` keeps reaching where fd 2 pointed before (when it is fd 2's own
     stream; a stand-in such as a test's capture is left as it is). Everything is put
     back on exit.
 
@@ -57,6 +57,8 @@ def library_output_to(path: str | Path, prefix: str = "ikol-engine") -> Iterator
         if ours_on_fd:
             terminal.close()
         log.close()
+        if path.stat().st_size == 0:
+            path.unlink()
 
 
 def _is_fd(stream: TextIO, fd: int) -> bool:

@@ -199,7 +199,9 @@ def run_analyze(engine: Engine, video: str | Path, output: str | Path, options: 
         EngineError: the engine exited non-zero.
         KeyboardInterrupt: after the child has been stopped.
     """
-    arguments = ["analyze", str(video), "-o", str(output), *options.arguments()]
+    # --verbose: the libraries' lines come on the child's stderr to ``log`` (which the
+    # batch drops), instead of a log file the engine would leave beside ``output``.
+    arguments = ["analyze", str(video), "-o", str(output), *options.arguments(), "--verbose"]
     return run_engine(engine, arguments, progress, log)
 
 

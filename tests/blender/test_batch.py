@@ -303,11 +303,13 @@ def test_engine_arguments_progress_and_summary(fake_engine, tmp_path, monkeypatc
     monkeypatch.setenv("FAKE_ENGINE_MODE", "ok")
     progress, log = [], []
     video = tmp_path / "a video $(rm -rf x); 'quoted'.mp4"
-    options = engine_process.AnalyzeOptions(start=0.5, end=2.0, iterations=3, device="cpu")
+    options = engine_process.AnalyzeOptions(start=0.5, end=2.0, iterations=3, device="cpu", fps=25.0)
     summary = engine_process.run_analyze(fake_engine, video, tmp_path / "m.npz", options,
                                          lambda stage, fraction: progress.append((stage, fraction)), log.append)
+    # --verbose: the library lines come back on stderr for the batch to filter, not into a log file in OUT_DIR.
     assert summary == "wrote:" + "|".join(["analyze", str(video), "-o", str(tmp_path / "m.npz"), "--start", "0.5",
-                                           "--end", "2.0", "--iterations", "3", "--device", "cpu"])
+                                           "--end", "2.0", "--iterations", "3", "--device", "cpu", "--fps", "25.0",
+                                           "--verbose"])
     assert progress == [("keypoints", 0.5), ("keypoints", 1.0)]
     assert log == ["library chatter"]
 

@@ -70,7 +70,7 @@ def main() -> None:
     decode_s, frames = timed(lambda: sum(1 for _ in iter_frames(video)))
     options = AnalyzeOptions(model_complexity=args.model_complexity)
     solve_options = SolveOptions(device=args.device)
-    regress_s, track = timed(lambda: regress_video(video, options))  # decode + regressor
+    regress_s, (track, _) = timed(lambda: regress_video(video, options))  # decode + regressor
     solve_observations(track, layout_for(track.names), solve_options)  # warm-up: body model load, first-call costs
     solve_s, solution = timed(lambda: solve_observations(track, layout_for(track.names), solve_options))
     with tempfile.TemporaryDirectory() as scratch:

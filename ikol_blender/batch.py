@@ -14,9 +14,14 @@ redoes them).
 
 Synchronous: background Blender runs no modal operators or timers.
 
+Every engine option is checked before any video is analysed (the device by asking the
+engine once), so a bad one stops the batch at once rather than failing every video.
+A video that ends before its container said is converted as far as it decodes, and
+its line says so.
+
 Exit codes: 0 every video converted; 1 some failed (each reported in one line, the
-others still converted); 2 usage error (bad arguments, no engine Python, output folder
-unusable); 130 interrupted.
+others still converted); 2 usage error (bad arguments or options, no engine Python or
+device, output folder unusable); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -116,6 +121,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     engine.add_argument("--iterations", type=int, help="Gauss-Newton steps per IK pass")
     engine.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     engine.add_argument("--fov", type=float, help="camera's horizontal field of view, degrees")
+    engine.add_argument("--fps", type=float, help="the videos' real frame rate, for files whose container states "
+                        "a wrong one")
     engine.add_argument("--model-complexity", type=int, choices=(0, 1, 2),
                         help="BlazePose model: 0 lite, 1 full, 2 heavy")
     engine.add_argument("--engine-python", metavar="PATH", help="Python with the engine's requirements (default: "
@@ -129,7 +136,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on bad arguments; a CLI command must return
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
+                                            device=args.device, fov=args.fov,
+                                            model_complexity=args.model_complexity, fps=args.fps)
     try:
+        options.check()
         videos = _expand_folders([Path(video) for video in args.videos])
         _check_distinct_stems(videos, args.output)
         if args.ray is not None:
@@ -140,20 +151,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         rig = _retarget_request(args.retarget, args.mapping)
         _enable_exporters(exports)
         engine = engine_process.resolve_engine(args.engine_python or settings.engine_python())
+        engine_process.check_device(engine, options.device)
         output = _output_folder(args.output)
-    except (UsageError, engine_process.EngineUnavailable, cluster.ClusterUnavailable, maps.MappingError) as error:
+    except (UsageError, ValueError, engine_process.EngineUnavailable, cluster.ClusterUnavailable) as error:
         print(f"ikol: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
-                                            device=args.device, fov=args.fov,
-                                            model_complexity=args.model_complexity)
     run_settings = batch_manifest.settings(dataclasses.asdict(options), [export.flag for export in exports], args.preview,
                                        rig.settings() if rig else None)
 
     def finish(job: cluster.Job, written: list[Path]) -> str:
         motion = read_motion(written[0])
         batch_manifest.write_manifest(output, job.video, motion.source_sha256, run_settings, written)
-        return f"wrote {', '.join(path.name for path in written)}"
+        note = importer.video_note(motion)
+        return f"wrote {', '.join(path.name for path in written)}" + (f"; warning: {note}" if note else "")
 
     def build_from(job: cluster.Job, motion: bytes) -> str:
         """A cluster task's motion file, written here, then the rest as the plain batch does."""
@@ -270,7 +280,8 @@ def write_preview(engine: engine_process.Engine, video: Path, motion_path: Path,
     if camera is None or len(positions) == 0:
         raise RuntimeError(f"{motion_path.name} records no camera or no posed frame; no preview")
     indices = [int(i) for i in motion.frame_indices[positions]]
-    renders = preview.render_views(bpy.context.scene, camera, [i + 1 for i in indices])
+    renders = preview.render_views(bpy.context.scene, camera,
+                                   [round(frame) for frame in importer.blender_frames(motion)[positions]])
     with tempfile.TemporaryDirectory(prefix="ikol-frames-") as scratch:
         engine_process.run_engine(engine, ["frames", str(video), "--at", *map(str, indices), "-o", scratch,
                                            "--max-width", str(renders[0].shape[1])], log=lambda line: None)

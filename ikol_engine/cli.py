@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
 
 from . import __version__
+from .common.library_output import library_output_to
 from .regressors.base import RegressorError
 from .track.options import SolveOptions
 
@@ -40,9 +43,9 @@ class ProgressBar:
 
     _LABELS = {"regress": "keypoints", "solve": "inverse kinematics"}
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr  # looked up now: the library-output redirect replaces it
+        self.live = self.stream.isatty()
         self.stage: str | None = None
         self.last_tenth = -1
 
@@ -78,14 +81,29 @@ def _analyze(args: argparse.Namespace) -> int:
     from .body import BodyModel
     from .pipeline import AnalyzeOptions, analyze
 
+    # Every setting is checked here, before the video is opened.
     options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
                              model_complexity=args.model_complexity, regressor=args.regressor,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, fps=args.fps)
+    solve_options = SolveOptions(**_solve_changes(args))
     body = BodyModel(args.body) if args.body else None
-    motion, solution = analyze(args.video, args.output, options, SolveOptions(**_solve_changes(args)), body,
-                               ProgressBar())
+    with _library_output(args, args.output):
+        motion, solution = analyze(args.video, args.output, options, solve_options, body, ProgressBar())
     _summary(args.output, motion, solution)
     return 0
+
+
+def _library_output(args: argparse.Namespace, output: str) -> contextlib.AbstractContextManager:
+    """The libraries' output into ``<output stem>.log`` beside ``output``, unless ``--verbose``."""
+    if args.verbose:
+        return contextlib.nullcontext()
+    log = Path(output).with_suffix(".log")
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(library_output_to(log))
+    except OSError as error:
+        raise ValueError(f"cannot write the log file {log}: {error.strerror or error}") from None
+    return stack
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
@@ -111,7 +129,8 @@ def _refine(args: argparse.Namespace) -> int:
 
     body = BodyModel(args.body) if args.body else None
     output = args.output or args.motion
-    motion, solution = refine(args.motion, output, _solve_changes(args), body, ProgressBar())
+    with _library_output(args, output):
+        motion, solution = refine(args.motion, output, _solve_changes(args), body, ProgressBar())
     _summary(output, motion, solution)
     return 0
 
@@ -145,6 +164,9 @@ def _add_solve_arguments(parser: argparse.ArgumentParser, keep_recorded: bool = 
                        help="keep the camera's axes; don't level the floor")
     group.add_argument("--device", default=default("device"), help="auto, cpu, cuda or cuda:N" + kept)
     group.add_argument("--body", default=None, help="SMPL .pkl or SMPL-layout .npz (default: bundled body)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own messages (TensorFlow Lite, smplx) here rather than in "
+                             "the log file beside the output (OUTPUT with .log)")
 
 
 def _solve_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="BlazePose model: 0 lite, 1 full (bundled), 2 heavy")
     analyze.add_argument("--regressor", default="blazepose",
                          help="blazepose (default), or onnx:PATH for the paper's regressor exported by export-onnx")
+    analyze.add_argument("--fps", type=float, default=None,
+                         help="the video's real frame rate, for a file whose container states a wrong one "
+                              "(frames are then timed by their number)")
     analyze.add_argument("--batch-size", type=int, default=None,
                          help="frames per network run of the onnx regressor (default: 64 on CUDA, 1 on the CPU)")
     _add_solve_arguments(analyze)

@@ -29,6 +29,9 @@ class Observations:
         image_size: (width, height) of the video in pixels.
         twist, twist_confidence: (T, 23) and betas: (10,), where the regressor gives
             them (HybrIK's network), else None.
+        frame_times: (T,) each frame's time in the video, seconds (the decoder's
+            timestamps, so variable-rate clips keep their timing); None: ``times``
+            falls back to ``frame_indices / fps``.
     """
 
     names: tuple[str, ...]
@@ -42,6 +45,14 @@ class Observations:
     twist: np.ndarray | None = None
     twist_confidence: np.ndarray | None = None
     betas: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+
+    @property
+    def times(self) -> np.ndarray:
+        """(T,) seconds of each frame in the video."""
+        if self.frame_times is not None:
+            return np.asarray(self.frame_times, dtype=np.float64)
+        return np.asarray(self.frame_indices, dtype=np.float64) / self.fps
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ their result atomically: an interrupted run leaves any previous file as it was.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 
 from . import __version__, skeleton
 from .body import BodyModel
+from .common.devices import resolve_device
 from .ik.solver import default_body
 from .motion import Motion, file_sha256, read_motion, write_motion
 from .observations import Observations
@@ -26,7 +29,10 @@ from .regressors import create_regressor, layout_for
 from .regressors.base import KeypointFrames
 from .track.options import Progress, SolveOptions, TrackError
 from .track.solve import Solution, solve_observations
-from .video.decode import frame_range, iter_frames, probe
+from .video.decode import check_fps, frame_range, iter_frames, probe
+
+#: Where the engine's own warnings go (a cut-off video); front ends show them to the user.
+log = logging.getLogger("ikol_engine")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,11 @@ class AnalyzeOptions:
         regressor: which keypoint regressor (see :func:`.regressors.create_regressor`).
         batch_size: frames per network run for backends that batch (ONNX); None: the
             backend's choice. BlazePose takes frames one by one either way.
+        fps: the video's real frame rate, for a container that states a broken one
+            (frames are then timed ``index / fps``); None: the container's rate and
+            the decoder's timestamps.
+
+    Every value is checked on construction, before any frame is decoded.
     """
 
     start_s: float | None = None
@@ -48,8 +59,19 @@ class AnalyzeOptions:
     model_complexity: int = 1
     regressor: str = "blazepose"
     batch_size: int | None = None
+    fps: float | None = None
 
     def __post_init__(self) -> None:
+        for label, value in (("start", self.start_s), ("end", self.end_s)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < math.inf):
+                raise ValueError(f"{label} time must be a finite number of seconds >= 0, got {value!r}")
+        if self.start_s is not None and self.end_s is not None and self.start_s >= self.end_s:
+            raise ValueError(f"start time {self.start_s} s must come before end time {self.end_s} s")
+        if self.model_complexity not in (0, 1, 2) or isinstance(self.model_complexity, bool):
+            raise ValueError(f"model complexity must be 0, 1 or 2, got {self.model_complexity!r}")
+        if self.fps is not None:
+            check_fps(self.fps)
         if not isinstance(self.stride, int) or self.stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {self.stride!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool)
@@ -57,55 +79,93 @@ class AnalyzeOptions:
             raise ValueError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
 
 
+@dataclass(frozen=True)
+class VideoRead:
+    """How decoding went: the frames of the range the container promised, and decoded.
+
+    Fewer decoded than promised means a cut-off or damaged file, analysed as far as it
+    decodes (see :mod:`.video.decode`).
+    """
+
+    frames_promised: int
+    frames_decoded: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.frames_decoded < self.frames_promised
+
+
 def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
-                  progress: Progress | None = None) -> Observations:
+                  progress: Progress | None = None) -> tuple[Observations, VideoRead]:
     """Runs the regressor over the chosen frames of a video, streaming them.
 
+    The regressor is built before the first frame is decoded, so a bad regressor
+    setting is refused at once. A video that ends before its container said is
+    analysed as far as it decodes, with a warning on the ``ikol_engine`` logger.
+
     Raises:
-        VideoError: the video is missing, unreadable or the range is empty.
+        VideoError: the video is missing, unreadable, states an implausible frame rate
+            (without ``options.fps``), or the range is empty.
         RegressorError: the regressor cannot start (e.g. a missing model file).
     """
     report = progress or (lambda stage, done, total: None)
-    info = probe(video)
-    start, end = frame_range(info, options.start_s, options.end_s)
-    total = len(range(start, end, options.stride))
     parts: list[KeypointFrames] = []
     indices: list[int] = []
-    report("regress", 0, total)
+    times: list[float] = []
     batch: list = []
     with create_regressor(options.regressor, model_complexity=options.model_complexity,
                           batch_size=options.batch_size) as regressor:
+        info = probe(video, options.fps)
+        start, end = frame_range(info, options.start_s, options.end_s)
+        total = len(range(start, end, options.stride))
+        report("regress", 0, total)
         per_call = getattr(regressor, "batch_size", 1)  # backends that batch say how many frames they take
 
         def regress() -> None:
             parts.append(regressor([f.image for f in batch]))
             indices.extend(f.index for f in batch)
+            times.extend(f.time_s for f in batch)
             batch.clear()
             report("regress", len(indices), total)
 
-        for frame in iter_frames(video, start, end, options.stride):
+        for frame in iter_frames(video, start, end, options.stride, fps=options.fps):
             batch.append(frame)
             if len(batch) == per_call:
                 regress()
         if batch:
             regress()
+    read = VideoRead(frames_promised=total, frames_decoded=len(indices))
+    if read.truncated:
+        log.warning(f"{Path(video).name}: the container promised {read.frames_promised} frames here but only "
+                    f"{read.frames_decoded} decoded (cut off or damaged); analysed those {read.frames_decoded}")
     frames = KeypointFrames.concatenate(parts)
-    return Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
-                     image=frames.image_keypoints, detected=frames.detected,
-                     frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
-                     image_size=(info.width, info.height), twist=frames.twist,
-                     twist_confidence=frames.twist_confidence, betas=frames.betas)
+    observed = Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
+                            image=frames.image_keypoints, detected=frames.detected,
+                            frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
+                            image_size=(info.width, info.height), twist=frames.twist,
+                            twist_confidence=frames.twist_confidence, betas=frames.betas,
+                            frame_times=np.asarray(times, dtype=np.float64))
+    return observed, read
 
 
 def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
             solve_options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
             progress: Progress | None = None) -> tuple[Motion, Solution]:
-    """Video to motion file: regress, solve, write atomically; returns what it wrote."""
+    """Video to motion file: regress, solve, write atomically; returns what it wrote.
+
+    The compute device is checked to exist before the regressor starts (the options
+    and the body were checked when they were made), so no bad setting waits for the
+    keypoint pass to be refused. The run's options record how the video decoded
+    (``options["video"]``: frames promised and decoded, the rate and where it came from).
+    """
     video = Path(video)
-    track = regress_video(video, options, progress)
+    resolve_device(solve_options.device)
+    track, read = regress_video(video, options, progress)
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress)
     run = {"analyze": dataclasses.asdict(options), "solve": dataclasses.asdict(solve_options),
-           "image_size": list(track.image_size), "result": solution.info}
+           "image_size": list(track.image_size), "result": solution.info,
+           "video": {"frames_promised": read.frames_promised, "frames_decoded": read.frames_decoded,
+                     "fps": track.fps * options.stride, "fps_given": options.fps is not None}}
     motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
                      source_video=video.name, source_sha256=file_sha256(video))
     write_motion(output, motion)
@@ -126,6 +186,7 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
     old = read_motion(source)
     if not isinstance(solve_options, SolveOptions):
         solve_options = recorded_solve_options(old, solve_options)
+    resolve_device(solve_options.device)
     image_size = old.options.get("image_size")
     if not (isinstance(image_size, list) and len(image_size) == 2):
         raise TrackError(f"{source}: the motion file does not record the video's image size; analyse again")
@@ -134,7 +195,7 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
                       confidence=confidence, image=old.image_keypoints, detected=confidence.sum(axis=1) > 0,
                       frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])),
                       twist=old.regressor_twist, twist_confidence=old.regressor_twist_confidence,
-                      betas=old.regressor_betas)
+                      betas=old.regressor_betas, frame_times=old.times)
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress,
                                   shape=old.betas)
     run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
@@ -165,7 +226,7 @@ def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[
     identity = torch.eye(3).expand(1, skeleton.NUM_JOINTS, 3, 3)
     mesh = body.vertices(identity, betas, torch.zeros(1, 3))[0].detach().numpy()
     return Motion(
-        fps=track.fps, frame_indices=track.frame_indices, joint_names=np.array(skeleton.JOINT_NAMES),
+        fps=track.fps, frame_indices=track.frame_indices, frame_times=track.times, joint_names=np.array(skeleton.JOINT_NAMES),
         parents=np.array(skeleton.PARENTS), rest_joints=body.rest_joints(betas)[0].numpy(), betas=solution.betas,
         mesh_vertices=mesh, mesh_faces=body.faces.astype(np.int64), skin_weights=body.skin_weights,
         rotations=solution.rotations, translation=solution.translation, valid=solution.valid,

@@ -14,11 +14,15 @@ echoed in every event about that request. Unknown parameters are refused.
 
 * ``analyze``: ``video``, ``output`` (paths; relative ones are taken from the server's
   working directory), ``options`` {``start_s``, ``end_s``, ``stride``,
-  ``model_complexity``, ``regressor``, ``batch_size``}, ``solve`` {the fields of
+  ``model_complexity``, ``regressor``, ``batch_size``, ``fps`` (the real frame rate, for
+  a container stating a broken one)}, ``solve`` {the fields of
   :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
   ``fov_deg``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
   ``options`` and ``solve`` are optional objects, each missing field takes its default.
+  Every option is checked as the request is read, and the device and the body file
+  before the job is queued, so a bad one is answered at once with an ``error`` event,
+  never after the video's frames.
 * ``refine``: ``motion``, ``output`` (default: replace ``motion``), ``solve`` (the fields
   to change; the others stay as the run that wrote ``motion`` had them), ``body``.
 * ``cancel``: ``target``, the id of a running or queued analyze/refine.
@@ -40,7 +44,9 @@ Events
   ``frames``, ``valid`` (frames with a pose), ``fps``, ``residual_mm`` (mean IK residual
   over valid frames), ``seconds`` (the job's run time), ``info`` (what the solve found:
   detected, interpolated, held, swapped, dropouts, floor); refine also
-  ``previous_residual_mm``, the source file's. cancel: ``target`` and ``state``
+  ``previous_residual_mm``, the source file's. An analyze whose video ended before its
+  container said sends a ``log`` warning first, and its ``info`` has ``rejected``: the
+  detections not taken as a person (too small, unsure or brief). cancel: ``target`` and ``state``
   ("running" or "queued"). info: see ``ready``. shutdown: ``{}``.
 * ``error``: the request's last event: ``kind`` and ``message``. Kinds: "bad_request"
   (the line is not a valid request; the id is null if none could be read), "bad_input"
@@ -200,6 +206,11 @@ class Server:
         return False
 
     def _enqueue(self, request: protocol.Job) -> None:
+        try:
+            self._check_inputs(request)
+        except ValueError as error:  # refused before it starts: no job, no waiting for the video
+            self.events.send(request.id, "error", kind=BAD_INPUT, message=str(error))
+            return
         with self._lock:
             if any(job.request.id == request.id for job in self._jobs()):
                 self.events.send(request.id, "error", kind=BAD_REQUEST,
@@ -210,6 +221,18 @@ class Server:
             self._lock.notify()
         if ahead:
             self.events.send(request.id, "log", level="info", message=f"queued behind {ahead} job(s)")
+
+    def _check_inputs(self, request: protocol.Job) -> None:
+        """Refuses a job whose device is not here or whose body file does not load (its
+        options were checked when the request was parsed).
+
+        Raises:
+            ValueError: naming the device or the file.
+        """
+        device = request.solve.device if isinstance(request, protocol.Analyze) else request.solve.get("device")
+        if device is not None:
+            resolve_device(device)
+        self._body(request.body)
 
     def _cancel(self, request: protocol.Cancel) -> None:
         with self._lock:

@@ -90,8 +90,21 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         "test-regressor", "clip.mp4", "ab" * 32)
     assert back.engine_version == __version__
     with np.load(path, allow_pickle=False) as archive:
-        assert int(archive["schema_version"]) == SCHEMA_VERSION == 1
+        assert int(archive["schema_version"]) == SCHEMA_VERSION == 2
     assert partial_files(tmp_path) == []
+
+
+def test_frame_times_round_trip_and_older_files_time_frames_by_index(tmp_path: Path) -> None:
+    motion = random_motion()
+    uneven = np.cumsum(np.r_[0.0, np.where(np.arange(T - 1) < 20, 1 / 30, 1 / 15)]) + 0.2
+    back = read_motion(write_motion(tmp_path / "timed.npz", dataclasses.replace(motion, frame_times=uneven)))
+    assert back.frame_times.dtype == np.float64 and np.array_equal(back.times, uneven)
+    # A schema-1 file (written before frame_times) still reads, timed index / fps.
+    path = write_motion(tmp_path / "old.npz", motion)
+    rewrite(path, schema_version=np.array(1))
+    old = read_motion(path)
+    assert old.frame_times is None
+    assert np.array_equal(old.times, motion.frame_indices / motion.fps)
 
 
 def test_arrays_are_cast_to_the_schema_dtypes(tmp_path: Path) -> None:
@@ -158,8 +171,8 @@ READ_FAULTS = {
     "truncated": (_truncated, ["truncated"]),
     "corrupt member": (_corrupt, ["truncated or corrupt"]),
     "foreign npz": (_foreign, ["not an IKOL motion file", "weights"]),
-    "newer schema": (_rewritten(schema_version=np.array(2)),
-                     ["written by a newer IKOL engine (schema 2, this engine reads up to 1); "
+    "newer schema": (_rewritten(schema_version=np.array(3)),
+                     ["written by a newer IKOL engine (schema 3, this engine reads up to 2); "
                       "update the engine"]),
     "missing rotations": (_rewritten(rotations=None), ["missing keys: rotations"]),
     "wrong rotations shape": (_rewritten(rotations=_ROTATIONS[..., :3]),
@@ -171,6 +184,10 @@ READ_FAULTS = {
     "object array": (_rewritten(joint_names=np.array(list(skeleton.JOINT_NAMES), dtype=object)),
                      ["joint_names is an object array; refused"]),
     "bad options": (_rewritten(options=np.array("{not json")), ["options are not valid JSON"]),
+    "frame times backwards": (_rewritten(frame_times=np.arange(T, 0, -1) / 30.0),
+                              ["frame_times must be finite and increasing"]),
+    "frame times too few": (_rewritten(frame_times=np.arange(T - 1) / 30.0),
+                            ["frame_times has shape (49,), expected (T=50)"]),
 }
 
 

@@ -232,8 +232,8 @@ def test_raw_stream_without_a_count_is_counted(tmp_path: Path) -> None:
     assert [decode_index(f.image) for f in iter_frames(path)] == list(range(23))
 
 
-@pytest.mark.parametrize("bad_fps", [0.0, math.nan, -1.0])
-def test_missing_frame_rate_is_an_error(
+@pytest.mark.parametrize("bad_fps", [0.0, math.nan, -1.0, 0.5, 1200.0, 90000.0])
+def test_implausible_frame_rate_is_refused_unless_given(
     clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch, bad_fps: float
 ) -> None:
     real_capture = cv2.VideoCapture
@@ -251,10 +251,22 @@ def test_missing_frame_rate_is_an_error(
             return getattr(self._capture, name)
 
     monkeypatch.setattr(video.cv2, "VideoCapture", NoRateCapture)
-    with pytest.raises(VideoError, match=r"clip\.avi states no usable frame rate \(fps = "):
+    with pytest.raises(VideoError, match=r"clip\.avi states an implausible frame rate .*outside 1-1000.*--fps"):
         probe(clips["avi"])
-    with pytest.raises(VideoError, match="no usable frame rate"):
+    with pytest.raises(VideoError, match="implausible frame rate"):
         iter_frames(clips["avi"])
+    # The real rate given: the clip reads whole, timed on that rate's grid.
+    info = probe(clips["avi"], fps=24.0)
+    assert (info.fps, info.frame_count, info.fps_given) == (24.0, 40, True)
+    frames = list(iter_frames(clips["avi"], fps=24.0))
+    assert [f.index for f in frames] == list(range(40))
+    assert [f.time_s for f in frames] == [i / 24.0 for i in range(40)]
+
+
+@pytest.mark.parametrize("fps", [0.0, 0.99, 1000.5, math.inf, math.nan])
+def test_a_given_rate_outside_1_to_1000_is_refused(clips: dict[str, Path], fps: float) -> None:
+    with pytest.raises(ValueError, match="frame rate must be between 1 and 1000 fps"):
+        probe(clips["avi"], fps=fps)
 
 
 def test_streaming_keeps_about_one_frame_in_memory(tmp_path: Path) -> None:
@@ -300,3 +312,28 @@ def test_frames_command(clips: dict[str, Path], tmp_path: Path, capsys: pytest.C
     assert decode_index(cv2.cvtColor(cv2.imread(str(tmp_path / "frame_000007.png")), cv2.COLOR_BGR2RGB)) == 7
     assert main(["frames", str(clips["mp4"]), "--at", "99", "-o", str(tmp_path / "none")]) == 2
     assert "decodes from frame 99" in capsys.readouterr().err
+
+
+#: 60 frames of FFmpeg's test pattern: 30 at 30 fps, then 30 at 15 fps (made by
+#: tools/make_vfr_clip.sh with a setpts expression).
+VFR_CLIP = Path(__file__).parent / "data" / "vfr_30_then_15fps.mp4"
+VFR_TIMES = [i / 30 if i <= 30 else 1.0 + (i - 30) / 15 for i in range(60)]
+
+
+def test_variable_rate_frames_carry_the_decoders_timestamps() -> None:
+    frames = list(iter_frames(VFR_CLIP))
+    assert [f.index for f in frames] == list(range(60))
+    assert np.abs(np.array([f.time_s for f in frames]) - VFR_TIMES).max() < 1e-3
+    # index / fps on the container's average rate would be off by a third of a second.
+    info = probe(VFR_CLIP)
+    assert np.abs(np.arange(60) / info.fps - VFR_TIMES).max() > 0.3
+    strided = [f.time_s for f in iter_frames(VFR_CLIP, 20, 50, 10)]
+    assert np.abs(np.array(strided) - [VFR_TIMES[i] for i in (20, 30, 40)]).max() < 1e-3
+
+
+def test_the_pipeline_keeps_the_decoders_timestamps() -> None:
+    from ikol_engine.pipeline import regress_video
+
+    observed, read = regress_video(VFR_CLIP)
+    assert (read.frames_promised, read.frames_decoded) == (60, 60)
+    assert np.abs(observed.times - VFR_TIMES).max() < 1e-3

@@ -12,6 +12,7 @@ never run in background mode), so this blocks until the engine is done.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 import subprocess
@@ -31,6 +32,11 @@ _PROGRESS = re.compile(r"^(?P<stage>[^:]+): (?P<done>\d+)/(?P<total>\d+) \((?P<p
 ADDON_ROOT = Path(__file__).resolve().parents[1]
 #: The add-on preference naming the engine Python, as the error below tells the user to set it.
 ENGINE_PYTHON_LABEL = "Engine Python"
+#: The engine's ranges (ikol_engine.track.camera and .video.decode), repeated here since
+#: the extension checks options without importing the engine's torch side.
+MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 170.0
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 _KEPT_LINES = 20
 _TERMINATE_GRACE_S = 5.0
 _PROBE_TIMEOUT_S = 60.0
@@ -97,11 +103,47 @@ class AnalyzeOptions:
     device: str | None = None
     fov: float | None = None
     model_complexity: int | None = None
+    fps: float | None = None
+
+    def check(self) -> None:
+        """The engine's own rules for these options, checked without starting it.
+
+        Raises:
+            ValueError: naming the option and what it takes.
+        """
+        for label, value in (("--start", self.start), ("--end", self.end)):
+            if value is not None and not 0 <= value < math.inf:
+                raise ValueError(f"{label} must be a finite number of seconds >= 0, got {value}")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"--start {self.start} must come before --end {self.end}")
+        if self.iterations is not None and not 0 <= self.iterations <= 100:
+            raise ValueError(f"--iterations must be from 0 to 100, got {self.iterations}")
+        if self.fov is not None and not MIN_FOV_DEG <= self.fov <= MAX_FOV_DEG:
+            raise ValueError(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {self.fov}")
+        if self.fps is not None and not MIN_FPS <= self.fps <= MAX_FPS:
+            raise ValueError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {self.fps}")
+        if self.device is not None and _DEVICE_NAME.fullmatch(self.device) is None:
+            raise ValueError(f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     def arguments(self) -> list[str]:
         flags = {"--start": self.start, "--end": self.end, "--iterations": self.iterations,
-                 "--device": self.device, "--fov": self.fov, "--model-complexity": self.model_complexity}
+                 "--device": self.device, "--fov": self.fov, "--model-complexity": self.model_complexity,
+                 "--fps": self.fps}
         return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
+
+
+def check_device(engine: Engine, device: str | None) -> None:
+    """Asks the engine whether a GPU device exists there (``auto`` and ``cpu`` always do).
+
+    Raises:
+        ValueError: the engine's reason (no CUDA build, too few GPUs).
+    """
+    if device in (None, "auto", "cpu"):
+        return
+    try:
+        run_engine(engine, ["info", "--device", device], log=lambda line: None)
+    except EngineError as error:
+        raise ValueError(str(error)) from None
 
 
 def vendored_source(root: Path = ADDON_ROOT) -> Path | None:
@@ -157,7 +199,9 @@ def run_analyze(engine: Engine, video: str | Path, output: str | Path, options: 
         EngineError: the engine exited non-zero.
         KeyboardInterrupt: after the child has been stopped.
     """
-    arguments = ["analyze", str(video), "-o", str(output), *options.arguments()]
+    # --verbose: the libraries' lines come on the child's stderr to ``log`` (which the
+    # batch drops), instead of a log file the engine would leave beside ``output``.
+    arguments = ["analyze", str(video), "-o", str(output), *options.arguments(), "--verbose"]
     return run_engine(engine, arguments, progress, log)
 
 

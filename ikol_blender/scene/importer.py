@@ -1,10 +1,13 @@
 """Motion file to a keyframed SMPL rig in a Blender scene.
 
-Timing: Blender frame = source video frame index + 1, so the video's first frame is
-Blender's frame 1 and the keys stay in step with the video used as a reference
-(a clip that starts later in the video starts later on the timeline). The scene's
-frame range becomes the motion's first to last frame and its rate the video's, as
-``render.fps / render.fps_base`` (29.97 = 30 / 1.001).
+Timing: a frame's key sits at Blender frame ``time * fps + 1``, its time in the video
+(the decoder's timestamp, :attr:`Motion.times`) on the scene's rate, so the video's first
+frame is Blender's frame 1 and the keys stay in step with the video used as a reference
+(a clip that starts later in the video starts later on the timeline). For a constant
+rate that is the source frame index + 1; a variable-rate video's keys land between
+whole frames where its frames do. The scene's frame range covers the motion's first to
+last key and its rate is the video's, as ``render.fps / render.fps_base``
+(29.97 = 30 / 1.001).
 
 Only valid frames are keyed; frames where no person was solved stay unkeyed, so the
 rig interpolates across them. The per-frame IK residual (mm) is keyed on the same
@@ -19,6 +22,7 @@ this one, with the video's resolution.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import bpy
@@ -127,16 +131,32 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
         _place_camera(camera_object, camera)
 
 
-def blender_frames(frame_indices: np.ndarray) -> np.ndarray:
-    """(T,) Blender frame of each motion frame: the source video frame index + 1."""
-    return np.asarray(frame_indices) + 1
+def blender_frames(motion: Motion) -> np.ndarray:
+    """(T,) Blender frame of each motion frame: ``time * fps + 1``, float.
+
+    Rounded to 1e-4 frame (far below a millisecond at any rate) so that a
+    constant-rate clip's keys sit on whole frames, not a rounding error away.
+    """
+    return np.round(motion.times * motion.fps, 4) + 1.0
+
+
+def video_note(motion: Motion) -> str:
+    """"" for a video that decoded whole, else a sentence saying how far it got."""
+    read = motion.options.get("video")
+    if not isinstance(read, dict):
+        return ""
+    promised, decoded = read.get("frames_promised"), read.get("frames_decoded")
+    if isinstance(promised, int) and isinstance(decoded, int) and decoded < promised:
+        return (f"the video ended early: {decoded} of the {promised} frames its container promised decoded, "
+                f"so only those were analysed")
+    return ""
 
 
 def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Channel]:
     """The F-Curves of a motion: 4 per bone rotation, 3 for the root location, the residual."""
     names = [str(n) for n in motion.joint_names]
     valid = motion.valid
-    frames = blender_frames(motion.frame_indices[valid])
+    frames = blender_frames(motion)[valid]
     # The bones' stored rest frames (float32) rather than recomputed ones, so keys match
     # exactly the armature Blender evaluates.
     quaternions, location = bone_space.pose_from_smpl(motion.rotations[valid], motion.translation[valid],
@@ -186,12 +206,12 @@ def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera) -> None:
 
 
 def _set_timing(scene: bpy.types.Scene, motion: Motion) -> None:
-    frames = blender_frames(motion.frame_indices)
+    frames = blender_frames(motion)
     rate = max(1, round(motion.fps))
     scene.render.fps = rate
     scene.render.fps_base = rate / motion.fps
-    scene.frame_start = int(frames.min())
-    scene.frame_end = int(frames.max())
+    scene.frame_start = math.floor(frames.min())
+    scene.frame_end = math.ceil(frames.max())
 
 
 def _scene_and_view_layer(context_or_scene: bpy.types.Context | bpy.types.Scene,

@@ -148,6 +148,9 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
                ("2", "Heavy", "BlazePose heavy (needs its model file)")])
     body: bpy.props.StringProperty(name="Body model", subtype="FILE_PATH",
                                    description="SMPL model file; empty uses the preferences' or the bundled body")
+    fps: bpy.props.FloatProperty(name="Frame rate", min=0.0, max=1000.0, default=0.0,
+                                 description="The video's real frame rate, for a file whose container states a "
+                                             "wrong one; 0 uses the container's")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.fileselect_add(self)
@@ -161,6 +164,14 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         if self.end and self.end <= self.start:
             self.report({"ERROR"}, "End must come after Start (or be 0 for the whole video)")
             return {"CANCELLED"}
+        if self.fps and not 1.0 <= self.fps <= 1000.0:
+            self.report({"ERROR"}, f"Frame rate must be 0 (the container's) or from 1 to 1000, got {self.fps:g}")
+            return {"CANCELLED"}
+        body = bpy.path.abspath(self.body) if self.body else settings.body_model()
+        if body and not Path(body).is_file():
+            self.report({"ERROR"}, f"no body model file at {body}")
+            return {"CANCELLED"}
+        # The engine checks the rest (the device among them) before it opens the video.
         device = settings.default_device() if self.device == "PREFERENCE" else self.device
         try:
             output = motion_path(settings.motion_folder(), video.stem)
@@ -170,9 +181,9 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         task = ImportVideoTask(
             SESSION, video=video, output=output,
             options={"start_s": self.start or None, "end_s": self.end or None,
-                     "model_complexity": int(self.model_complexity)},
+                     "model_complexity": int(self.model_complexity), "fps": self.fps or None},
             solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
-            body=bpy.path.abspath(self.body) if self.body else settings.body_model())
+            body=body)
         return self.run(context, task)
 
 

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import bpy
 
 from ..engine.jobs import EngineJob, EngineSession, JobPhase
-from ..engine.link import MotionFileError
-from ..scene.importer import MOTION_PROPERTY, import_motion, rekey_motion
+from ..engine.link import MotionFileError, read_motion
+from ..scene.importer import MOTION_PROPERTY, import_motion, rekey_motion, video_note
 
 PREVIOUS_RESIDUAL_PROPERTY = "ikol_previous_residual_mm"
 
@@ -101,9 +101,11 @@ class ImportVideoTask(_Task):
 
     def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
         armature = import_motion(context, self.output, video=self.video)
-        return Outcome("FINISHED", "INFO", f"Imported {self.video.name} as {armature.name}: {result['valid']} of "
-                                           f"{result['frames']} frames posed, mean IK residual "
-                                           f"{result['residual_mm']:.1f} mm")
+        message = (f"Imported {self.video.name} as {armature.name}: {result['valid']} of {result['frames']} "
+                   f"frames posed, mean IK residual {result['residual_mm']:.1f} mm")
+        if note := video_note(read_motion(self.output)):
+            return Outcome("FINISHED", "WARNING", f"{message}; {note}")
+        return Outcome("FINISHED", "INFO", message)
 
 
 @dataclass

@@ -63,12 +63,18 @@ source_sha256              ()            str       SHA-256 of the video file, he
 engine_version             ()            str       ``ikol_engine.__version__`` that wrote it
 =========================  ============  ========  ==========================================
 
-Optional keys, written only by regressors that give them (HybrIK's network, whose
-keypoints are the 29 targets' set); files without them read as before:
+Optional keys; files without them read as before. ``frame_times`` is written by every
+engine since schema 2; a file without it (schema 1) has its frames at
+``frame_indices / fps`` (:attr:`Motion.times`). The regressor's own twist and shape
+come only from regressors that give them (HybrIK's network, whose keypoints are the
+29 targets' set):
 
 ===========================  ==========  ========  ==========================================
 key                          shape       dtype     meaning
 ===========================  ==========  ========  ==========================================
+frame_times                  (T,)        float64   each frame's time in the video, seconds,
+                                                   increasing: the decoder's timestamps, so
+                                                   variable-frame-rate clips keep their timing
 regressor_twist              (T, 23)     float32   the regressor's twist of joints 1..23, rad
 regressor_twist_confidence   (T, 23)     float32   its confidence, 0..1
 regressor_betas              (10,)       float32   the regressor's SMPL shape for the clip
@@ -95,7 +101,8 @@ import numpy as np
 from .. import __version__
 from ..common.atomic_file import atomic_path
 
-SCHEMA_VERSION = 1
+#: 2 added ``frame_times``; version 1 files still read (their times are index / fps).
+SCHEMA_VERSION = 2
 QUATERNION_TOLERANCE = 1e-3
 
 # Every array field: dtype and shape. Letters are sizes shared between arrays, fixed by
@@ -124,6 +131,7 @@ _ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
 }
 # Optional arrays (see the module docstring): checked where present, absent in older files.
 _OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
+    "frame_times": (np.float64, ("T",)),
     "regressor_twist": (np.float32, ("T", 23)),
     "regressor_twist_confidence": (np.float32, ("T", 23)),
     "regressor_betas": (np.float32, (10,)),
@@ -172,6 +180,15 @@ class Motion:
     regressor_twist: np.ndarray | None = None
     regressor_twist_confidence: np.ndarray | None = None
     regressor_betas: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+
+    @property
+    def times(self) -> np.ndarray:
+        """(T,) seconds of each frame in the video: ``frame_times``, or for a file
+        without them ``frame_indices / fps``."""
+        if self.frame_times is not None:
+            return np.asarray(self.frame_times, dtype=np.float64)
+        return np.asarray(self.frame_indices, dtype=np.float64) / self.fps
 
     def validate(self) -> None:
         """Raises MotionFileError naming the first field that breaks the schema."""
@@ -183,6 +200,10 @@ class Motion:
         for name, (dtype, shape) in _OPTIONAL_ARRAYS.items():
             if getattr(self, name) is not None:
                 _check_array(name, np.asarray(getattr(self, name)), np.dtype(dtype), shape, sizes)
+        if self.frame_times is not None:
+            times = np.asarray(self.frame_times, dtype=np.float64)
+            if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+                raise MotionFileError("frame_times must be finite and increasing")
         for name in _STRINGS:
             if not isinstance(getattr(self, name), str):
                 raise MotionFileError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")

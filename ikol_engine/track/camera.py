@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_FOV_DEG = 60.0
+#: The horizontal fields of view a pinhole camera is taken with, degrees.
+MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 170.0
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class Camera:
     fov_deg: float = DEFAULT_FOV_DEG  # horizontal field of view
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.fov_deg <= 170.0:
-            raise ValueError(f"field of view must be between 1 and 170 degrees, got {self.fov_deg}")
+        if not MIN_FOV_DEG <= self.fov_deg <= MAX_FOV_DEG:
+            raise ValueError(f"field of view must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, "
+                             f"got {self.fov_deg}")
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
 

@@ -1,10 +1,13 @@
 """The settings of everything after the regressor (the Refine panel's), and the stage's error."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..common.devices import check_device_name
 from ..skeleton.groups import group_weights
+from .camera import MAX_FOV_DEG, MIN_FOV_DEG
 from .filtering import OneEuroParams
 
 #: progress(stage, done, total), called as a long step advances.
@@ -27,9 +30,13 @@ class SolveOptions:
         torso, arms, legs, head: keypoint group weights.
         twist_weight: multiplies the confidence of the twists seen in hands, feet, head.
         max_gap_s: dropouts up to this long are interpolated; longer ones are held.
-        fov_deg: the camera's horizontal field of view.
+        fov_deg: the camera's horizontal field of view, 1 to 170 degrees.
         level_floor: turn the scene so that the floor found under the feet is y = 0.
-        device: "auto", "cpu", "cuda" or "cuda:N".
+        device: "auto", "cpu", "cuda" or "cuda:N" (spelling checked here; whether it
+            exists, by :func:`~ikol_engine.common.devices.resolve_device`).
+
+    Every value is checked on construction, so a bad setting is refused before any
+    frame of a video is decoded.
     """
 
     iterations: int = 5
@@ -48,11 +55,18 @@ class SolveOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or not 0 <= self.iterations <= 100:
             raise TrackError(f"iterations must be an integer from 0 to 100, got {self.iterations!r}")
-        for name in ("smoothing", "beta", "twist_weight", "max_gap_s"):
-            if not getattr(self, name) >= 0:
-                raise TrackError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("smoothing", "beta", "twist_weight", "max_gap_s", "torso", "arms", "legs", "head"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise TrackError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not MIN_FOV_DEG <= self.fov_deg <= MAX_FOV_DEG:  # also refuses NaN
+            raise TrackError(f"field of view must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, "
+                             f"got {self.fov_deg!r}")
+        if not isinstance(self.level_floor, bool):
+            raise TrackError(f"level_floor must be true or false, got {self.level_floor!r}")
         try:
             group_weights(self.torso, self.arms, self.legs, self.head)
+            check_device_name(self.device)
         except ValueError as error:
             raise TrackError(str(error)) from None
 

@@ -3,6 +3,7 @@
 ``refine`` redoes this from a motion file's stored observations without the video or the
 regressor. Steps, in order:
 
+0. detections that are no person (too small, unsure or brief: :mod:`.presence`) dropped;
 1. clean-up (:mod:`.clip`): sides repaired, dropouts bridged, keypoints filtered;
 2. the IK's targets from the keypoints (the regressor's
    :class:`~ikol_engine.observations.KeypointLayout`); one body shape for the clip:
@@ -15,6 +16,7 @@ regressor. Steps, in order:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ from .filtering import quaternion_continuity
 from .options import Progress, SolveOptions, TrackError
 from .passes import Solved, passes_with_twist_angles, passes_with_twist_sides
 from .placement import place_in_scene
+from .presence import person_frames
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
                          f"({', '.join(observed.names[:3])}, ...)")
     if not observed.detected.any():
         raise TrackError("no person was found in any frame")
+    person = person_frames(observed)
+    rejected = int(observed.detected.sum() - person.sum())
+    if not person.any():
+        raise TrackError(f"no person was found in any frame (the {rejected} detection(s) were too small, "
+                         "too unsure or too brief to be one)")
+    observed = dataclasses.replace(observed, detected=person)
     report = progress or (lambda stage, done, total: None)
 
     clip = clean_clip(observed, layout, options)
@@ -109,7 +118,8 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
     placed = place_in_scene(points, clip.image[valid], confidence, points[:, list(layout.foot_points)],
                             solved.rotations, solved.translation, solved.keypoints, targets, rest[0],
                             observed.image_size, observed.fps, options)
-    info: dict[str, Any] = {"frames": len(valid), "detected": int(observed.detected.sum()), "valid": int(valid.sum()),
+    info: dict[str, Any] = {"frames": len(valid), "detected": int(person.sum()), "rejected": rejected,
+                            "valid": int(valid.sum()),
                             "interpolated": int(clip.filled.sum()), "held": int(clip.held.sum()),
                             "swapped": int(clip.swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
                             "floor": placed.floor, "keypoints": layout.name, "shape": shape_source}

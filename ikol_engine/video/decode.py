@@ -1,8 +1,16 @@
 """Streamed video input through OpenCV: probe a file, turn seconds into frames, iterate frames.
 
 Frames come out one at a time as RGB ``uint8`` arrays, so a long clip never sits in memory.
-Times are on the constant-rate grid ``index / fps``: the motion file keys frames by index,
-and variable-frame-rate timestamps are not followed.
+
+Timing
+------
+Each :class:`Frame` carries the decoder's own timestamp (the frame's presentation time,
+``CAP_PROP_POS_MSEC``), so a variable-frame-rate clip keeps its real timing; seconds
+given as a range (``start_s``, ``end_s``) map to frame numbers through the container's
+rate. A container rate outside 1..1000 fps is refused (:data:`MIN_FPS`, :data:`MAX_FPS`):
+such a rate is broken, and using it would stretch or squash the motion in time. The
+caller may then give the real rate (``fps``), which also puts the frames on the grid
+``index / fps``, since timestamps in such a file cannot be trusted either.
 
 Truncated or short files
 ------------------------
@@ -12,7 +20,8 @@ end of the stream: both make ``grab()`` return False. :func:`iter_frames` theref
 until the decoder stops rather than until the stated count, and treats an early stop as
 the end of the video. It raises :class:`VideoError` only when a requested non-empty range
 yields no frame at all, or when a frame that was grabbed cannot be converted. A cut-off
-file thus reads as its decodable prefix; the last :attr:`Frame.index` shows how far it got.
+file thus reads as its decodable prefix; the last :attr:`Frame.index` shows how far it
+got, and the pipeline compares it with the count the container promised.
 """
 from __future__ import annotations
 
@@ -24,7 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["Frame", "VideoError", "VideoInfo", "frame_range", "iter_frames", "probe"]
+__all__ = ["MAX_FPS", "MIN_FPS", "Frame", "VideoError", "VideoInfo", "check_fps", "frame_range", "iter_frames",
+           "probe"]
+
+#: The frame rates taken as real, from the container or from the user.
+MIN_FPS, MAX_FPS = 1.0, 1000.0
 
 
 class VideoError(ValueError):
@@ -38,7 +51,8 @@ class VideoInfo:
     Attributes:
         path: the file.
         width, height: frame size in pixels.
-        fps: frames per second stated by the container.
+        fps: frames per second: the caller's where given, else the container's.
+        fps_given: ``fps`` is the caller's (frames then sit on the grid ``index / fps``).
         frame_count: frames stated by the container (may be an estimate, see the module
             docstring); counted by decoding only where the container states none.
         duration_s: ``frame_count / fps``.
@@ -50,6 +64,7 @@ class VideoInfo:
     fps: float
     frame_count: int
     duration_s: float
+    fps_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class Frame:
 
     Attributes:
         index: frame number in the source video (0-based, counting every frame).
-        time_s: ``index / fps``.
+        time_s: the decoder's timestamp of the frame, seconds from the stream's start
+            (``index / fps`` where the caller gave the rate).
         image: (H, W, 3) uint8, RGB.
     """
 
@@ -67,8 +83,19 @@ class Frame:
     image: np.ndarray
 
 
-def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture, float]:
-    """Open ``path`` for decoding and return it with its capture and frame rate.
+def check_fps(fps: float) -> None:
+    """Refuses a frame rate outside :data:`MIN_FPS`..:data:`MAX_FPS` (or not a number).
+
+    Raises:
+        ValueError: saying which rates are taken.
+    """
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"frame rate must be between {MIN_FPS:g} and {MAX_FPS:g} fps, got {fps!r}")
+
+
+def _open(path: str | Path, fps: float | None = None) -> tuple[Path, cv2.VideoCapture, float]:
+    """Open ``path`` for decoding and return it with its capture and frame rate
+    (``fps`` where given, else the container's, which must be plausible).
 
     The file checks come first because OpenCV reports every failure the same way
     (``isOpened()`` False) and the user needs to know which one it was.
@@ -85,25 +112,33 @@ def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture, float]:
     if not capture.isOpened():
         capture.release()
         raise VideoError(f"{path} is not a video OpenCV can open (unknown format or corrupt)")
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    if not math.isfinite(fps) or fps <= 0:
+    if fps is not None:
+        check_fps(fps)
+        return path, capture, float(fps)
+    stated = float(capture.get(cv2.CAP_PROP_FPS))
+    if not (math.isfinite(stated) and MIN_FPS <= stated <= MAX_FPS):
         capture.release()
         # Guessing a rate would silently stretch or squash the motion in time.
         raise VideoError(
-            f"video file {path} states no usable frame rate (fps = {fps}); "
-            "re-encode or remux it with an explicit frame rate"
+            f"video file {path} states an implausible frame rate ({stated:g} fps, outside "
+            f"{MIN_FPS:g}-{MAX_FPS:g}); give the real rate (--fps) or remux it with one"
         )
-    return path, capture, fps
+    return path, capture, stated
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
     """Read a video's size, frame rate and length, and check that a first frame decodes.
 
+    Args:
+        fps: the real frame rate, overriding the container's (see the module docstring).
     Raises:
         VideoError: the path does not exist, is a directory or an empty file; OpenCV cannot
-            open it or decode its first frame; or it states no usable frame rate.
+            open it or decode its first frame; or it states an implausible frame rate
+            and ``fps`` is not given.
+        ValueError: ``fps`` is outside 1..1000.
     """
-    path, capture, fps = _open(path)
+    given = fps is not None
+    path, capture, fps = _open(path, fps)
     try:
         if not capture.grab():
             raise VideoError(
@@ -119,7 +154,7 @@ def probe(path: str | Path) -> VideoInfo:
                 frame_count += 1
     finally:
         capture.release()
-    return VideoInfo(path, width, height, fps, frame_count, frame_count / fps)
+    return VideoInfo(path, width, height, fps, frame_count, frame_count / fps, fps_given=given)
 
 
 def frame_range(info: VideoInfo, start_s: float | None, end_s: float | None) -> tuple[int, int]:
@@ -153,7 +188,8 @@ def frame_range(info: VideoInfo, start_s: float | None, end_s: float | None) -> 
 
 
 def iter_frames(
-    path: str | Path, start_frame: int = 0, end_frame: int | None = None, stride: int = 1
+    path: str | Path, start_frame: int = 0, end_frame: int | None = None, stride: int = 1,
+    fps: float | None = None,
 ) -> Iterator[Frame]:
     """Decode frames ``start_frame, start_frame + stride, ...`` below ``end_frame``, one at a time.
 
@@ -168,6 +204,8 @@ def iter_frames(
         start_frame: first frame wanted (>= 0).
         end_frame: stop before this frame; ``None`` reads to the end of the stream.
         stride: yield every ``stride``-th frame (>= 1).
+        fps: the real frame rate: frames then get ``index / fps`` as their time rather
+            than the decoder's timestamps (see the module docstring).
 
     Yields:
         :class:`Frame` with a (H, W, 3) uint8 RGB image; the previous frame's array is not
@@ -185,22 +223,25 @@ def iter_frames(
         raise ValueError(f"stride must be >= 1, got {stride}")
     if end_frame is not None and end_frame < start_frame:
         raise ValueError(f"end_frame {end_frame} comes before start_frame {start_frame}")
-    path, capture, fps = _open(path)
-    return _frames(path, capture, fps, start_frame, end_frame, stride)
+    grid = fps is not None
+    path, capture, fps = _open(path, fps)
+    return _frames(path, capture, fps if grid else None, start_frame, end_frame, stride)
 
 
 def _frames(
     path: Path,
     capture: cv2.VideoCapture,
-    fps: float,
+    grid_fps: float | None,
     start_frame: int,
     end_frame: int | None,
     stride: int,
 ) -> Iterator[Frame]:
-    """The generator behind :func:`iter_frames`, over an opened capture it releases."""
+    """The generator behind :func:`iter_frames`, over an opened capture it releases;
+    frames are timed on ``grid_fps``'s grid where given, else by the decoder."""
     try:
         grabbed = 0  # frames grabbed so far, i.e. the index of the next one grab() reads
         wanted = start_frame
+        previous_s = -math.inf
         while end_frame is None or wanted < end_frame:
             while grabbed <= wanted and capture.grab():
                 grabbed += 1
@@ -211,12 +252,19 @@ def _frames(
                         f"ends or breaks after {grabbed} frame(s)"
                     )
                 return
+            # The grabbed frame's presentation time, read before retrieve() moves on.
+            time_s = wanted / grid_fps if grid_fps else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if not time_s > previous_s or not math.isfinite(time_s):
+                raise VideoError(f"frame {wanted} of {path} has a timestamp ({time_s:g} s) that does not follow "
+                                 f"the previous frame's ({previous_s:g} s); give the real rate (--fps) to time "
+                                 "the frames by their number instead")
+            previous_s = time_s
             ok, bgr = capture.retrieve()
             if not ok:
                 raise VideoError(f"frame {wanted} of {path} was read but could not be decoded")
             # In place: a second full-size buffer per frame would double the peak memory.
             image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
-            yield Frame(wanted, wanted / fps, image)
+            yield Frame(wanted, time_s, image)
             wanted += stride
     finally:
         capture.release()

@@ -19,6 +19,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+import torch
 
 import ikol_blender
 from ikol_blender import batch
@@ -64,7 +65,7 @@ def batch_run(video, tmp_path_factory) -> BatchRun:
 
 
 def valid_blender_frames(motion: Motion) -> np.ndarray:
-    return importer.blender_frames(motion.frame_indices[motion.valid])
+    return importer.blender_frames(motion)[motion.valid]
 
 
 def only(objects, kind: str) -> bpy.types.Object:
@@ -129,7 +130,7 @@ def test_blend_reopens_with_the_keyed_rig(batch_run, blank):
     mesh = only(armature.children, "MESH")
     assert len(mesh.data.vertices) == len(motion.mesh_vertices)
     scene = bpy.context.scene
-    frames = importer.blender_frames(motion.frame_indices)
+    frames = importer.blender_frames(motion)
     assert (scene.frame_start, scene.frame_end) == (frames[0], frames[-1])
     curves = fcurves(armature)
     assert len(curves) == 4 * BONES + 3 + 1  # rotations, root location, residual
@@ -205,6 +206,38 @@ def test_bad_arguments_are_usage_errors(video, tmp_path, capsys):
     assert batch.main(["--help"]) == 0
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--fov", "0"], "--fov must be between 1 and 170 degrees"),
+    (["--fov", "nan"], "--fov must be between 1 and 170 degrees"),
+    (["--fps", "5000"], "--fps must be between 1 and 1000"),
+    (["--device", "bogus"], "unknown device 'bogus'"),
+    (["--start", "2", "--end", "1"], "--start 2.0 must come before --end 1.0"),
+    (["--iterations", "101"], "--iterations must be from 0 to 100"),
+])
+def test_bad_engine_options_stop_the_batch_before_any_engine_runs(video, tmp_path, monkeypatch, capsys,
+                                                                   arguments, message):
+    def no_engine(*args, **kwargs):
+        raise AssertionError("an engine was run for options the batch can check itself")
+
+    monkeypatch.setattr(engine_process, "resolve_engine", no_engine)
+    monkeypatch.setattr(engine_process, "run_engine", no_engine)
+    output = tmp_path / "out"
+    assert batch.main([str(video), "-o", str(output), *arguments]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ikol: error: {message}") and err.count("\n") == 1
+    assert not output.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_an_absent_device_stops_the_batch_before_any_video(video, tmp_path, monkeypatch, capsys):
+    analysed = []
+    monkeypatch.setattr(engine_process, "run_analyze", lambda *args, **kwargs: analysed.append(args))
+    output = tmp_path / "out"
+    assert batch.main([str(video), "-o", str(output), "--device", "cuda", "--engine-python", sys.executable]) == 2
+    assert "device 'cuda' asked for, but this torch build sees no CUDA GPU" in capsys.readouterr().err
+    assert analysed == [] and not output.exists()
+
+
 def test_interrupt_exits_130_and_writes_nothing(video, tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -271,11 +304,13 @@ def test_engine_arguments_progress_and_summary(fake_engine, tmp_path, monkeypatc
     monkeypatch.setenv("FAKE_ENGINE_MODE", "ok")
     progress, log = [], []
     video = tmp_path / "a video $(rm -rf x); 'quoted'.mp4"
-    options = engine_process.AnalyzeOptions(start=0.5, end=2.0, iterations=3, device="cpu")
+    options = engine_process.AnalyzeOptions(start=0.5, end=2.0, iterations=3, device="cpu", fps=25.0)
     summary = engine_process.run_analyze(fake_engine, video, tmp_path / "m.npz", options,
                                          lambda stage, fraction: progress.append((stage, fraction)), log.append)
+    # --verbose: the library lines come back on stderr for the batch to filter, not into a log file in OUT_DIR.
     assert summary == "wrote:" + "|".join(["analyze", str(video), "-o", str(tmp_path / "m.npz"), "--start", "0.5",
-                                           "--end", "2.0", "--iterations", "3", "--device", "cpu"])
+                                           "--end", "2.0", "--iterations", "3", "--device", "cpu", "--fps", "25.0",
+                                           "--verbose"])
     assert progress == [("keypoints", 0.5), ("keypoints", 1.0)]
     assert log == ["library chatter"]
 

@@ -1,6 +1,7 @@
 """import_motion in Blender (bpy as a module): exact poses and skin, keys, isolation, clean failure."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import bpy
@@ -9,7 +10,7 @@ import pytest
 
 from ikol_blender.scene import bone_space, importer, keyframes, rig
 from blender_curves import fcurves, keys
-from ikol_engine.motion import MotionFileError
+from ikol_engine.motion import MotionFileError, write_motion
 
 MM = 1e-3
 
@@ -231,3 +232,30 @@ def test_import_from_edit_mode_returns_to_object_mode(blank, motion_file):
     bpy.ops.object.mode_set(mode="EDIT")
     armature = importer.import_motion(blank, motion_file)
     assert editing.mode == "OBJECT" and blank.mode == "OBJECT" and len(armature.data.bones) == 24
+
+
+def test_variable_rate_keys_sit_at_the_frames_times(blank, clip, tmp_path):
+    motion = clip.motion
+    # 1/30 s apart, then 1/15 s, then 1/60 s: the decoder's times of a variable-rate clip.
+    steps = np.select([np.arange(len(motion.valid) - 1) < 12, np.arange(len(motion.valid) - 1) < 25],
+                      [1 / 30, 1 / 15], 1 / 60)
+    times = 0.4 + np.concatenate([[0.0], np.cumsum(steps)])
+    path = write_motion(tmp_path / "variable.npz", dataclasses.replace(motion, frame_times=times))
+    armature = importer.import_motion(blank, path)
+    scene = blank.scene
+    rate = scene.render.fps / scene.render.fps_base
+    assert rate == pytest.approx(motion.fps)
+    for curve in fcurves(armature):
+        key_times = (keys(curve)[:, 0] - 1) / rate
+        assert np.abs(key_times - times[motion.valid]).max() < 1e-3  # within a millisecond
+    frames = times * rate + 1
+    assert (scene.frame_start, scene.frame_end) == (math.floor(frames[0]), math.ceil(frames[-1]))
+
+
+def test_a_cut_off_video_is_noted(clip):
+    whole = {"video": {"frames_promised": 40, "frames_decoded": 40}}
+    assert importer.video_note(dataclasses.replace(clip.motion, options=whole)) == ""
+    cut = {"video": {"frames_promised": 230, "frames_decoded": 69}}
+    note = importer.video_note(dataclasses.replace(clip.motion, options=cut))
+    assert "69 of the 230 frames" in note
+    assert importer.video_note(dataclasses.replace(clip.motion, options={})) == ""

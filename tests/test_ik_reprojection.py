@@ -131,7 +131,8 @@ def test_reprojection_lowers_joint_error(clip):
     width, height = 2 * clip.camera.cx, 2 * clip.camera.cy
     camera = Camera(int(width), int(height), fov_deg=float(np.degrees(2 * np.arctan(clip.camera.cx /
                                                                                       clip.camera.focal_px))))
-    placed = alone.keypoints.numpy() + fit_translation(clip.targets, clip.pixels, np.ones((frames, 29)), camera)[:, None]
+    placement = fit_translation(clip.targets, clip.pixels, np.ones((frames, 29)), camera)
+    placed = alone.keypoints.numpy() + placement[:, None]
     with_pixels = solve(targets, confidence, betas, pixels=torch.from_numpy(clip.pixels).float(), camera=clip.camera,
                         device="cpu")
     before, after = _errors(placed, clip.keypoints), _errors(with_pixels.keypoints.numpy(), clip.keypoints)
@@ -149,6 +150,22 @@ def test_focal_length_from_the_clip(clip):
                            (int(2 * clip.camera.cx), int(2 * clip.camera.cy)))
     # Measured 1501 px against the true 1400 (7 %), from 152 frames.
     assert abs(focal / clip.camera.focal_px - 1) < 0.12
+
+
+def test_huber_limits_a_misplaced_landmark(clip):
+    """A wrist put 150 px off in every frame (a swapped landmark) drags the arm less when robust."""
+    frames = slice(0, 24)
+    targets, confidence = torch.from_numpy(clip.targets[frames]).float(), torch.ones(24, 29)
+    pixels = torch.from_numpy(clip.pixels[frames]).float()
+    wrist = 20  # L_Wrist
+    pixels[:, wrist, 0] += 150
+    truth = clip.keypoints[frames, wrist]
+    error = {}
+    for huber in (20.0, float("inf")):
+        result = solve(targets, confidence, pixels=pixels, camera=clip.camera, pixel_huber=huber, device="cpu")
+        error[huber] = np.linalg.norm(result.keypoints[:, wrist].numpy() - truth, axis=-1).mean()
+    # Measured: 179 mm robust, 325 mm plain (the wrist is 48 cm off across its ray).
+    assert error[20.0] < 0.7 * error[float("inf")]
 
 
 def test_gradients_reach_pixels(clip):

@@ -20,6 +20,7 @@ information (``M_k``, ``g_k``, see :mod:`.world_normal_equations`) and its cost.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -140,18 +141,23 @@ def pixel_information(positions: torch.Tensor, terms: WorldTerms) -> tuple[torch
     # d(angle)/dp: rows d(x/-z)/dp and d(-y/-z)/dp.
     jacobian = torch.stack([torch.stack([inv, zero, x * inv * inv], -1),
                             torch.stack([zero, -inv, -y * inv * inv], -1)], dim=-2) * scale[..., None, None]
-    norm_px = error.norm(dim=-1) * f / scale
-    robust = torch.where(norm_px > terms.huber_px, terms.huber_px / norm_px.clamp(min=1e-12),
-                         torch.ones_like(norm_px))
     weight = terms.pixel_weights * seen.to(positions.dtype)
+    squared = error.square().sum(-1)
+    if math.isinf(terms.huber_px):
+        robust, cost = torch.ones_like(squared), squared
+    else:
+        # Huber: r^2 inside the threshold k, 2 k |r| - k^2 beyond it; as iteratively
+        # reweighted least squares, weight k / |r| there. (The tiny floor keeps the
+        # root's derivative finite at a zero residual.)
+        k = terms.huber_px * scale[:, 0] / f
+        norm = (squared + 1e-30).sqrt()
+        outside = norm > k[:, None]
+        robust = torch.where(outside, k[:, None] / norm, torch.ones_like(norm))
+        cost = torch.where(outside, 2 * k[:, None] * norm - k[:, None].square(), squared)
     irls = weight * robust
     information = irls[..., None, None] * (jacobian.transpose(-1, -2) @ jacobian)
     gradient = irls[..., None] * (jacobian.transpose(-1, -2) @ error[..., None])[..., 0]
-    squared = error.square().sum(-1)
-    # Huber: r^2 inside the threshold, 2 k |r| - k^2 beyond it (k in the residual's units).
-    k = terms.huber_px * scale / f
-    huber = torch.where(robust < 1, 2 * k * squared.clamp(min=1e-30).sqrt() - k * k, squared)
-    return information, gradient, (weight * huber).sum(-1)
+    return information, gradient, (weight * cost).sum(-1)
 
 
 def foot_information(positions: torch.Tensor, terms: WorldTerms) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ MM = 1e-3
 FEET = list(FOOT_KEYPOINTS)
 
 
-def _world_problem(generator: torch.Generator, with_camera: bool):
+def _world_problem(generator: torch.Generator, with_camera: bool, with_offset: bool):
     """A random float64 problem with every world term active somewhere."""
     body = BodyModel()
     batch = 3
@@ -40,9 +40,9 @@ def _world_problem(generator: torch.Generator, with_camera: bool):
     offsets = rest_offsets(rest, SMPL_TREE)
     translation = torch.tensor([0.1, -0.3, -4.0], dtype=F64) + 0.1 * torch.randn(batch, 3, generator=generator,
                                                                                   dtype=F64)
-    offset = 0.2 * torch.randn(batch, 3, generator=generator, dtype=F64) if with_camera else None
+    offset = 0.2 * torch.randn(batch, 3, generator=generator, dtype=F64) if with_offset else None
     _, positions = forward_kinematics(rotations, offsets, translation, SMPL_TREE)
-    seen_at = positions - translation[:, None] + offset[:, None] if with_camera else positions
+    seen_at = positions - translation[:, None] + offset[:, None] if with_offset else positions
     targets = seen_at + 0.05 * torch.randn(batch, 29, 3, generator=generator, dtype=F64)
     normal = torch.nn.functional.normalize(torch.tensor([0.1, 1.0, 0.2], dtype=F64), dim=0)
     terms = dict(lock_targets=positions[:, FEET] + 0.03 * torch.randn(batch, 4, 3, generator=generator, dtype=F64),
@@ -59,7 +59,7 @@ def _world_problem(generator: torch.Generator, with_camera: bool):
     problem = Problem(targets=targets, weights=torch.rand(batch, 29, generator=generator, dtype=F64), offsets=offsets,
                       twist=torch.zeros(batch, 23, dtype=F64), twist_weights=torch.zeros(batch, 23, dtype=F64),
                       twist_axes=bone_axes(offsets), prior_weight=0.0, damping=0.0, tree=SMPL_TREE,
-                      layout=smpl_layout(cpu), world=world, camera_layout=camera_layout(cpu) if with_camera else None)
+                      layout=smpl_layout(cpu), world=world, camera_layout=camera_layout(cpu) if with_offset else None)
     return problem, rotations, translation, offset
 
 
@@ -86,11 +86,11 @@ def _residuals(problem: Problem, rotations, translation, offset, step: torch.Ten
     return torch.cat(parts, 1)
 
 
-@pytest.mark.parametrize("with_camera", [True, False])
-def test_world_terms_normal_equations_match_autograd(generator, with_camera):
-    problem, rotations, translation, offset = _world_problem(generator, with_camera)
+@pytest.mark.parametrize("with_camera, with_offset", [(True, True), (True, False), (False, False)])
+def test_world_terms_normal_equations_match_autograd(generator, with_camera, with_offset):
+    problem, rotations, translation, offset = _world_problem(generator, with_camera, with_offset)
     state = linearize(rotations, translation, torch.zeros(len(rotations), dtype=F64), problem, offset)
-    unknowns = 78 if with_camera else 75
+    unknowns = 78 if with_offset else 75
     zero = torch.zeros(len(rotations), unknowns, dtype=F64)
     residual = _residuals(problem, rotations, translation, offset, zero)
     jac = torch.autograd.functional.jacobian(lambda s: _residuals(problem, rotations, translation, offset, s), zero)
@@ -133,16 +133,20 @@ def test_reprojection_lowers_joint_error(clip):
                                                                                       clip.camera.focal_px))))
     placement = fit_translation(clip.targets, clip.pixels, np.ones((frames, 29)), camera)
     placed = alone.keypoints.numpy() + placement[:, None]
-    with_pixels = solve(targets, confidence, betas, pixels=torch.from_numpy(clip.pixels).float(), camera=clip.camera,
-                        device="cpu")
-    before, after = _errors(placed, clip.keypoints), _errors(with_pixels.keypoints.numpy(), clip.keypoints)
-    # Measured: about the pelvis 45.2 -> 32.1 mm; pelvis across its ray 12.3 -> 5.7 mm;
-    # absolute 58.7 -> 60.7 mm (depth, along the ray, stays as uncertain as it was).
-    assert after[1] < 0.8 * before[1] and after[1] < 36 * MM
+    pixels = torch.from_numpy(clip.pixels).float()
+    with_pixels = solve(targets, confidence, betas, pixels=pixels, camera=clip.camera, device="cpu")
+    free = solve(targets, confidence, betas, pixels=pixels, camera=clip.camera, metric_depth=False, device="cpu")
+    before, after, shape_only = (_errors(k, clip.keypoints) for k in (placed, with_pixels.keypoints.numpy(),
+                                                                      free.keypoints.numpy()))
+    # Measured (mm), keypoints alone / with pixels / with pixels, free offset:
+    # absolute 58.7 / 50.0 / 60.7; about the pelvis 45.2 / 30.8 / 32.1;
+    # the pelvis across its viewing ray 12.3 / 5.2 / 5.7.
+    assert after[0] < before[0] - 5 * MM
+    assert after[1] < 0.8 * before[1] and after[1] < 35 * MM
     assert after[2] < 0.6 * before[2]
-    assert after[0] < before[0] + 5 * MM
-    # The metric term fits the targets about its own offset: a residual like the plain solve's.
-    assert with_pixels.residual.mean() < 1.3 * alone.residual.mean()
+    assert shape_only[1] < 0.8 * before[1] and shape_only[0] > after[0]
+    # The keypoint term still fits its targets about as well as alone.
+    assert with_pixels.residual.mean() < 1.5 * alone.residual.mean()
 
 
 def test_focal_length_from_the_clip(clip):
@@ -164,8 +168,8 @@ def test_huber_limits_a_misplaced_landmark(clip):
     for huber in (20.0, float("inf")):
         result = solve(targets, confidence, pixels=pixels, camera=clip.camera, pixel_huber=huber, device="cpu")
         error[huber] = np.linalg.norm(result.keypoints[:, wrist].numpy() - truth, axis=-1).mean()
-    # Measured: 179 mm robust, 325 mm plain (the wrist is 48 cm off across its ray).
-    assert error[20.0] < 0.7 * error[float("inf")]
+    # Measured: 157 mm robust, 451 mm plain (the wrist is 48 cm off across its ray).
+    assert error[20.0] < 0.6 * error[float("inf")]
 
 
 def test_gradients_reach_pixels(clip):

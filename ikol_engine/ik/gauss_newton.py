@@ -46,8 +46,8 @@ class Problem:
         twist_axes: (B, 23, 3) unit rest bone axes of joints 1..23.
         reference: (B, 24, 3, 3) rotations the reference term pulls towards, or None.
         world: the pixel, foot and floor terms, or None; camera_layout: the pattern
-            with the offset node, used (only) with a camera. Without a camera the world
-            terms see the keypoints where the keypoint term does.
+            with the offset node, or None: the world terms then see the keypoints
+            where the keypoint term does (targets placed in the world).
     """
 
     targets: torch.Tensor
@@ -67,8 +67,8 @@ class Problem:
 
     @property
     def has_offset(self) -> bool:
-        """Whether the keypoint term sees its own offset (world terms with a camera)."""
-        return self.world is not None and self.world.camera is not None
+        """Whether the keypoint term sees its own offset (given a layout for it)."""
+        return self.world is not None and self.camera_layout is not None
 
     @property
     def pattern(self) -> BlockPattern:

@@ -20,7 +20,9 @@ from .inputs import as_tensor, check_targets, frames_where
 from .normal_equations import smpl_layout
 from .rotations import bone_axes
 from .world_normal_equations import camera_layout
-from .world_terms import FOOT_KEYPOINTS, PinholeCamera, WorldTerms, foot_clearance, pinhole_translation
+from .world_terms import (
+    FOOT_KEYPOINTS, PinholeCamera, WorldTerms, foot_clearance, pinhole_translation, robust_pinhole_translation,
+)
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,10 @@ class IKResult:
 
     Attributes:
         rotations: (B, 24, 3, 3) SMPL local joint rotations.
-        translation: (B, 3) root translation (smplx's ``transl``), metres.
-        residual: (B,) mean distance of the observed keypoints from their targets, metres.
+        translation: (B, 3) root translation (smplx's ``transl``), metres; with pixels,
+            in the camera's frame.
+        residual: (B,) mean distance of the observed keypoints from their targets, metres
+            (with pixels, from the targets moved to where the keypoint term saw the body).
         keypoints: (B, 29, 3) the solved pose's keypoints.
     """
 
@@ -73,6 +77,7 @@ def solve(
     foot_lock_weight: float = 10.0,
     floor: tuple[Any, float] | None = None,
     floor_weight: float = 100.0,
+    metric_depth: bool = True,
 ) -> IKResult:
     """Solves SMPL local rotations and root translation for 3D keypoint targets.
 
@@ -108,8 +113,8 @@ def solve(
         pixels: (B, 29, 2) the keypoints in the image, pixels; with ``camera`` this adds
             the reprojection term and the solve works in the camera's frame
             (:mod:`.world_terms`: x right, y up, camera at the origin looking down -z).
-            ``targets`` then only give the body's shape about its own origin (they
-            may sit anywhere); ``translation`` places it in front of the camera.
+            ``targets`` may sit anywhere (e.g. about the hips, as a regressor gives
+            them): see ``metric_depth``; ``translation`` places the body in the camera.
         pixel_confidence: (B, 29) weights of the pixels (0 = unseen); frames need two
             seen pixels. Default: ``confidence``.
         camera: the pinhole (:class:`.world_terms.PinholeCamera`).
@@ -121,6 +126,13 @@ def solve(
             left heel, right heel, left toe, right toe) are pulled to, e.g. from
             :func:`.contacts.contact_targets`; foot_lock_confidence: (B, 4), 0 = free.
         foot_lock_weight: m^2 of keypoint error worth one m^2 of a locked foot's drift.
+        metric_depth: with pixels, True places ``targets`` in the camera by the pinhole
+            fit of the targets themselves to their pixels, and the keypoint term then
+            holds the body near that depth too; False lets the keypoint term see the
+            body at a free offset, so that only the targets' shape counts and depth
+            comes from the pixels alone (less accurate on BlazePose-like errors:
+            tilted bones look shorter and the body is pulled towards the camera, see
+            benchmarks/results/reprojection.md).
         floor: (normal (3,), height): the plane ``normal . p = height`` (world frame,
             normal pointing up) that no foot keypoint may go below (the heels by their
             rest height above the toes); floor_weight: the one-sided penalty's weight.
@@ -175,14 +187,25 @@ def solve(
         world = _world_terms(pixels, pixel_confidence, confidence, camera, pixel_weight, pixel_huber, foot_lock,
                              foot_lock_confidence, foot_lock_weight, floor, floor_weight, body, betas, batch, dtype,
                              compute)
-        if world.camera is not None:
+        if world.camera is not None and metric_depth:
+            both = world.pixel_weights * (confidence > 0).to(dtype)
+            few = (both > 0).sum(-1) < 2
+            if few.any():
+                raise ValueError(f"frames {frames_where(few)} have fewer than 2 keypoints seen in 3D and in the "
+                                 "image: their targets cannot be placed in the camera")
+            place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
+            targets = torch.where(confidence[..., None] > 0, targets + place[:, None], targets)
+            translation = translation + place
+        elif world.camera is not None:
             # The metric term keeps where it put the body; the pixels place it in the camera.
             offset = translation
             _, at_zero = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)
             translation = pinhole_translation(at_zero, world.pixels, world.pixel_weights, world.camera)
-            depth = -(at_zero[:, 0, 2] + translation[:, 2])
+        if world.camera is not None:
+            _, at_solve = forward_kinematics(rotations, offsets, translation, tree)
+            depth = -at_solve[:, 0, 2]
             if not (depth > 0).all():
-                raise ValueError(f"the pixels put the body behind the camera in frames {frames_where(depth <= 0)}")
+                raise ValueError(f"the body is behind the camera in frames {frames_where(depth <= 0)}")
             world = dataclasses.replace(world, depth=depth)
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),

@@ -121,6 +121,26 @@ def pinhole_translation(points: torch.Tensor, pixels: torch.Tensor, weights: tor
     return torch.linalg.solve(normal, (weighted.transpose(-1, -2) @ rhs[..., None]).sum(1))[..., 0]
 
 
+def robust_pinhole_translation(points: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor,
+                               camera: PinholeCamera, huber_px: float, rounds: int = 3) -> torch.Tensor:
+    """:func:`pinhole_translation`, refitted ``rounds`` times with Huber weights on the
+    reprojection error, so a misplaced landmark does not move the whole body.
+
+    Args:
+        points: (B, K, 3); pixels: (B, K, 2); weights: (B, K). Returns (B, 3).
+    """
+    translation = pinhole_translation(points, pixels, weights, camera)
+    if math.isinf(huber_px):
+        return translation
+    for _ in range(rounds):
+        placed = points + translation[:, None]
+        error = (camera.project(placed) - pixels).norm(dim=-1)
+        robust = torch.where(error > huber_px, huber_px / error.clamp(min=1e-12), torch.ones_like(error))
+        in_front = (-placed[..., 2] > _MIN_DEPTH).to(points.dtype)
+        translation = pinhole_translation(points, pixels, weights * robust * in_front, camera)
+    return translation
+
+
 def pixel_information(positions: torch.Tensor, terms: WorldTerms) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixel term at keypoints ``positions``: (B, K, 3) camera frame.
 

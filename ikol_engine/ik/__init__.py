@@ -1,5 +1,9 @@
 """The IKOL inverse-kinematics layer."""
+from .contacts import contact_targets, detect_contacts
+from .focal import estimate_focal
 from .shape import fit_shape
 from .solver import IKResult, default_body, solve
+from .world_terms import FOOT_KEYPOINTS, PinholeCamera, foot_clearance
 
-__all__ = ["IKResult", "default_body", "fit_shape", "solve"]
+__all__ = ["FOOT_KEYPOINTS", "IKResult", "PinholeCamera", "contact_targets", "default_body", "detect_contacts",
+           "estimate_focal", "fit_shape", "foot_clearance", "solve"]

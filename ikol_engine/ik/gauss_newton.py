@@ -9,6 +9,10 @@ Objective, per frame (all terms squared):
 Unknowns: increments of the 24 global rotations in the world frame,
 ``G_j <- exp(delta_j) G_j`` (see :mod:`.normal_equations`), and the root translation. Each
 step is mapped back to the local rotation it is: ``R_j <- R_j exp(G_j^T delta_j)``.
+
+With world terms (pixels through a camera, foot locks, a floor: :mod:`.world_terms`)
+the keypoint term sees the body at a free offset ``o`` instead of the translation ``t``,
+which the world terms place (:mod:`.world_normal_equations`): 3 more unknowns per frame.
 """
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ import roma
 
 from ..skeleton.kinematics import forward_kinematics
 from ..skeleton.tree import KinematicTree
-from .block_cholesky import solve_blocks
+from .block_cholesky import BlockPattern, solve_blocks
 from .normal_equations import NormalLayout, keypoint_normal_equations
 from .rotations import twist_angle, wrap_angle
+from .world_normal_equations import CameraLayout, camera_blocks, world_normal_equations
+from .world_terms import WorldTerms, world_information
 
 # Per-frame damping grows this much after a step that made things worse and shrinks
 # back after one that helped (never below the configured damping).
@@ -39,6 +45,9 @@ class Problem:
         twist: (B, 23) target twist angles; twist_weights: (B, 23) (0 = free).
         twist_axes: (B, 23, 3) unit rest bone axes of joints 1..23.
         reference: (B, 24, 3, 3) rotations the reference term pulls towards, or None.
+        world: the pixel, foot and floor terms, or None; camera_layout: the pattern
+            with the offset node, or None: the world terms then see the keypoints
+            where the keypoint term does (targets placed in the world).
     """
 
     targets: torch.Tensor
@@ -53,6 +62,17 @@ class Problem:
     layout: NormalLayout
     reference: torch.Tensor | None = None
     reference_weight: float = 0.0
+    world: WorldTerms | None = None
+    camera_layout: CameraLayout | None = None
+
+    @property
+    def has_offset(self) -> bool:
+        """Whether the keypoint term sees its own offset (given a layout for it)."""
+        return self.world is not None and self.camera_layout is not None
+
+    @property
+    def pattern(self) -> BlockPattern:
+        return self.camera_layout.pattern if self.has_offset else self.layout.pattern
 
 
 @dataclass(frozen=True)
@@ -63,8 +83,10 @@ class State:
         rotations: (B, 24, 3, 3); translation: (B, 3); cost: (B,)
         globals_: (B, 24, 3, 3) global rotations, the frames the increments live in;
         normal: (B, P, 3, 3) blocks of J^T W J (+ twist and prior), see NormalLayout;
-        gradient: (B, 25, 3) node-major (24 joints, then the translation).
+        gradient: (B, 25, 3) node-major (24 joints, then the translation; then the
+        offset with a camera: (B, 26, 3)).
         damping: (B,) the damping the next step from here will use.
+        offset: (B, 3) where the keypoint term sees the root, with a camera; else None.
     """
 
     rotations: torch.Tensor
@@ -74,18 +96,35 @@ class State:
     normal: torch.Tensor
     gradient: torch.Tensor
     damping: torch.Tensor
+    offset: torch.Tensor | None = None
 
 
-def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch.Tensor, problem: Problem) -> State:
+def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch.Tensor, problem: Problem,
+              offset: torch.Tensor | None = None) -> State:
     """Objective and Gauss-Newton normal equations at a pose.
 
     Args:
-        rotations: (B, 24, 3, 3) local rotations; translation: (B, 3); damping: (B,).
+        rotations: (B, 24, 3, 3) local rotations; translation: (B, 3); damping: (B,);
+        offset: (B, 3), needed with a camera.
     """
     p = problem
     globals_, positions = forward_kinematics(rotations, p.offsets, translation, p.tree)
-    residual = positions - p.targets
-    normal, gradient = keypoint_normal_equations(positions, residual, p.weights, p.tree, p.layout)
+    if p.world is None:
+        residual = positions - p.targets
+        normal, gradient = keypoint_normal_equations(positions, residual, p.weights, p.tree, p.layout)
+        keypoint_cost = (p.weights * residual.square().sum(-1)).sum(-1)
+    else:
+        seen = positions + (offset - translation)[:, None] if p.has_offset else positions
+        residual = seen - p.targets
+        metric = keypoint_normal_equations(seen, residual, p.weights, p.tree, p.layout)
+        information, world_gradient, world_cost = world_information(positions, p.world)
+        world = world_normal_equations(positions, information, world_gradient, p.tree, p.layout)
+        if p.has_offset:
+            normal, gradient = camera_blocks(metric, world, p.layout, p.camera_layout)
+        else:
+            normal, gradient = metric[0] + world[0], metric[1] + world[1]
+        keypoint_cost = (p.weights * residual.square().sum(-1)).sum(-1) + world_cost
+    diagonal = p.pattern.diagonal
 
     # Twist and prior act on one joint each: rank-1 and scaled-identity diagonal blocks.
     # Their derivatives come in the joint's frame; G_j turns them into the world's.
@@ -96,21 +135,21 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     rotvec = roma.unitquat_to_rotvec(quat)
     eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
     num_j = rotations.shape[1]
-    normal.index_add_(1, p.layout.pattern.diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
+    normal.index_add_(1, diagonal[1:num_j], p.twist_weights[..., None, None] * d_angle[..., :, None] * d_angle[..., None, :]
                               + p.prior_weight * eye)
     gradient = gradient.index_add(1, torch.arange(1, num_j, device=rotations.device),
                                   p.twist_weights[..., None] * twist_error[..., None] * d_angle
                                   + p.prior_weight * (globals_[:, 1:] @ rotvec[..., None])[..., 0])
-    cost = ((p.weights * residual.square().sum(-1)).sum(-1) + (p.twist_weights * twist_error.square()).sum(-1)
+    cost = (keypoint_cost + (p.twist_weights * twist_error.square()).sum(-1)
             + p.prior_weight * rotvec.square().sum((-1, -2)))
     if p.reference is not None:
         # log(Ref^T R exp(d)) ~ log(Ref^T R) + d for the small offsets a temporal term sees.
-        offset = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)
-        normal.index_add_(1, p.layout.pattern.diagonal[:num_j], (p.reference_weight * eye).expand(
+        away = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)
+        normal.index_add_(1, diagonal[:num_j], (p.reference_weight * eye).expand(
             normal.shape[0], num_j, 3, 3))
-        gradient[:, :num_j] += p.reference_weight * (globals_ @ offset[..., None])[..., 0]
-        cost = cost + p.reference_weight * offset.square().sum((-1, -2))
-    return State(rotations, translation, cost, globals_, normal, gradient, damping)
+        gradient[:, :num_j] += p.reference_weight * (globals_ @ away[..., None])[..., 0]
+        cost = cost + p.reference_weight * away.square().sum((-1, -2))
+    return State(rotations, translation, cost, globals_, normal, gradient, damping, offset)
 
 
 def levenberg_marquardt_step(state: State, problem: Problem) -> State:
@@ -120,10 +159,11 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
     more damping (shorter, more gradient-like steps); frames are independent.
     """
     num_j = state.rotations.shape[1]
-    step = -solve_blocks(state.normal, state.gradient, problem.layout.pattern, state.damping)
+    step = -solve_blocks(state.normal, state.gradient, problem.pattern, state.damping)
     local_step = (state.globals_.transpose(-1, -2) @ step[:, :num_j, :, None])[..., 0]
     rotations = state.rotations @ roma.rotvec_to_rotmat(local_step)
-    candidate = linearize(rotations, state.translation + step[:, num_j], state.damping, problem)
+    offset = None if state.offset is None else state.offset + step[:, num_j + 1]
+    candidate = linearize(rotations, state.translation + step[:, num_j], state.damping, problem, offset)
 
     better = candidate.cost <= state.cost
     damping = torch.where(better, (state.damping * _ACCEPT_SHRINK).clamp(min=problem.damping),
@@ -135,4 +175,5 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
     return State(pick(candidate.rotations, state.rotations), pick(candidate.translation, state.translation),
                  pick(candidate.cost, state.cost), pick(candidate.globals_, state.globals_),
                  pick(candidate.normal, state.normal),
-                 pick(candidate.gradient, state.gradient), damping)
+                 pick(candidate.gradient, state.gradient), damping,
+                 None if offset is None else pick(candidate.offset, state.offset))

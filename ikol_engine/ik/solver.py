@@ -1,6 +1,8 @@
 """IKOL: 3D keypoints (+ twist, + shape) to SMPL local rotations by damped Gauss-Newton."""
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -14,9 +16,13 @@ from ..skeleton.kinematics import forward_kinematics, rest_offsets
 from ..skeleton.tree import SMPL_TREE
 from .closed_form import closed_form_pose
 from .gauss_newton import Problem, levenberg_marquardt_step, linearize
-from .inputs import as_tensor, check_targets
+from .inputs import as_tensor, check_targets, frames_where
 from .normal_equations import smpl_layout
 from .rotations import bone_axes
+from .world_normal_equations import camera_layout
+from .world_terms import (
+    FOOT_KEYPOINTS, PinholeCamera, WorldTerms, foot_clearance, pinhole_translation, robust_pinhole_translation,
+)
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,10 @@ class IKResult:
 
     Attributes:
         rotations: (B, 24, 3, 3) SMPL local joint rotations.
-        translation: (B, 3) root translation (smplx's ``transl``), metres.
-        residual: (B,) mean distance of the observed keypoints from their targets, metres.
+        translation: (B, 3) root translation (smplx's ``transl``), metres; with pixels,
+            in the camera's frame.
+        residual: (B,) mean distance of the observed keypoints from their targets, metres
+            (with pixels, from the targets moved to where the keypoint term saw the body).
         keypoints: (B, 29, 3) the solved pose's keypoints.
     """
 
@@ -59,6 +67,17 @@ def solve(
     prior_weight: float = 1e-6,
     twist_weight: float = 1e-2,
     damping: float = 1e-4,
+    pixels: Any = None,
+    pixel_confidence: Any = None,
+    camera: PinholeCamera | None = None,
+    pixel_weight: float = 4.0,
+    pixel_huber: float = 20.0,
+    foot_lock: Any = None,
+    foot_lock_confidence: Any = None,
+    foot_lock_weight: float = 10.0,
+    floor: tuple[Any, float] | None = None,
+    floor_weight: float = 100.0,
+    metric_depth: bool = True,
 ) -> IKResult:
     """Solves SMPL local rotations and root translation for 3D keypoint targets.
 
@@ -91,6 +110,32 @@ def solve(
         twist_weight: m^2 of keypoint error worth one rad^2 of twist error.
         damping: the smallest Levenberg-Marquardt damping added to the normal
             equations; a frame whose step fails retries with ten times more.
+        pixels: (B, 29, 2) the keypoints in the image, pixels; with ``camera`` this adds
+            the reprojection term and the solve works in the camera's frame
+            (:mod:`.world_terms`: x right, y up, camera at the origin looking down -z).
+            ``targets`` may sit anywhere (e.g. about the hips, as a regressor gives
+            them): see ``metric_depth``; ``translation`` places the body in the camera.
+        pixel_confidence: (B, 29) weights of the pixels (0 = unseen); frames need two
+            seen pixels. Default: ``confidence``.
+        camera: the pinhole (:class:`.world_terms.PinholeCamera`).
+        pixel_weight: how much an image error counts against a metric keypoint error
+            of the same size across the viewing ray at the person's depth (1: equal;
+            the default 4 trusts 2-3 px, ~1 cm at 4 m, over a regressor's 2-3 cm).
+        pixel_huber: pixels beyond which an image error pulls with constant force.
+        foot_lock: (B, 4, 3) world positions the foot keypoints (:data:`FOOT_KEYPOINTS`:
+            left heel, right heel, left toe, right toe) are pulled to, e.g. from
+            :func:`.contacts.contact_targets`; foot_lock_confidence: (B, 4), 0 = free.
+        foot_lock_weight: m^2 of keypoint error worth one m^2 of a locked foot's drift.
+        metric_depth: with pixels, True places ``targets`` in the camera by the pinhole
+            fit of the targets themselves to their pixels, and the keypoint term then
+            holds the body near that depth too; False lets the keypoint term see the
+            body at a free offset, so that only the targets' shape counts and depth
+            comes from the pixels alone (less accurate on BlazePose-like errors:
+            tilted bones look shorter and the body is pulled towards the camera, see
+            benchmarks/results/reprojection.md).
+        floor: (normal (3,), height): the plane ``normal . p = height`` (world frame,
+            normal pointing up) that no foot keypoint may go below (the heels by their
+            rest height above the toes); floor_weight: the one-sided penalty's weight.
     Raises:
         ValueError: wrong shapes, NaN targets that are not ignored, frames with no
             confident keypoint, an unknown or unavailable device, bad settings.
@@ -136,12 +181,40 @@ def solve(
         reference = as_tensor("reference", reference, (batch, skeleton.NUM_JOINTS, 3, 3), dtype, compute)
         if not torch.isfinite(reference).all():
             raise ValueError("reference contains NaN or infinite values")
+    world = None
+    offset = None
+    if pixels is not None or foot_lock is not None or floor is not None:
+        world = _world_terms(pixels, pixel_confidence, confidence, camera, pixel_weight, pixel_huber, foot_lock,
+                             foot_lock_confidence, foot_lock_weight, floor, floor_weight, body, betas, batch, dtype,
+                             compute)
+        if world.camera is not None and metric_depth:
+            both = world.pixel_weights * (confidence > 0).to(dtype)
+            few = (both > 0).sum(-1) < 2
+            if few.any():
+                raise ValueError(f"frames {frames_where(few)} have fewer than 2 keypoints seen in 3D and in the "
+                                 "image: their targets cannot be placed in the camera")
+            place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
+            targets = torch.where(confidence[..., None] > 0, targets + place[:, None], targets)
+            translation = translation + place
+        elif world.camera is not None:
+            # The metric term keeps where it put the body; the pixels place it in the camera.
+            offset = translation
+            _, at_zero = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)
+            translation = pinhole_translation(at_zero, world.pixels, world.pixel_weights, world.camera)
+        if world.camera is not None:
+            _, at_solve = forward_kinematics(rotations, offsets, translation, tree)
+            depth = -at_solve[:, 0, 2]
+            if not (depth > 0).all():
+                raise ValueError(f"the body is behind the camera in frames {frames_where(depth <= 0)}")
+            world = dataclasses.replace(world, depth=depth)
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
                       prior_weight=prior_weight, damping=damping, tree=tree,
-                      layout=smpl_layout(compute), reference=reference, reference_weight=reference_weight)
+                      layout=smpl_layout(compute), reference=reference, reference_weight=reference_weight,
+                      world=world, camera_layout=None if offset is None else camera_layout(compute))
     if iterations:
-        state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem)
+        state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem,
+                          offset)
         for _ in range(iterations):
             before = state.cost.sum()
             state = levenberg_marquardt_step(state, problem)
@@ -149,13 +222,68 @@ def solve(
             # A step every frame rejected gains nothing but raised the damping: try again.
             if tolerance and 0 < gain <= tolerance * before:
                 break
-        rotations, translation = state.rotations, state.translation
+        rotations, translation, offset = state.rotations, state.translation, state.offset
 
     _, keypoints = forward_kinematics(rotations, offsets, translation, tree)
     seen = (confidence > 0).to(dtype)
-    residual = ((keypoints - targets).norm(dim=-1) * seen).sum(-1) / seen.sum(-1)
+    fitted = keypoints if offset is None else keypoints + (offset - translation)[:, None]
+    residual = ((fitted - targets).norm(dim=-1) * seen).sum(-1) / seen.sum(-1)
     move = lambda t: t.to(out_device)  # noqa: E731
     return IKResult(move(rotations), move(translation), move(residual), move(keypoints))
+
+
+def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, camera: PinholeCamera | None,
+                 pixel_weight: float, pixel_huber: float, foot_lock: Any, foot_lock_confidence: Any,
+                 foot_lock_weight: float, floor: tuple[Any, float] | None, floor_weight: float, body: BodyModel,
+                 betas: torch.Tensor, batch: int, dtype: torch.dtype, device: torch.device) -> WorldTerms:
+    """Checks the pixel, foot-lock and floor arguments; -> the terms (depth still unset)."""
+    for name, value in (("pixel_weight", pixel_weight), ("pixel_huber", pixel_huber),
+                        ("foot_lock_weight", foot_lock_weight), ("floor_weight", floor_weight)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    terms: dict[str, Any] = {}
+    if pixels is not None:
+        if camera is None:
+            raise ValueError("pixels need a camera (ik.world_terms.PinholeCamera)")
+        if not camera.focal_px > 0:
+            raise ValueError(f"the camera's focal length must be > 0 pixels, got {camera.focal_px!r}")
+        k = skeleton.NUM_KEYPOINTS
+        pixels = as_tensor("pixels", pixels, (batch, k, 2), dtype, device)
+        weights = (confidence if pixel_confidence is None
+                   else as_tensor("pixel_confidence", pixel_confidence, (batch, k), dtype, device))
+        if not torch.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("pixel_confidence must be finite and >= 0")
+        bad = (~torch.isfinite(pixels).all(-1)) & (weights > 0)
+        if bad.any():
+            raise ValueError(f"pixels contain NaN or infinite values at keypoints with confidence > 0 "
+                             f"(frames {frames_where(bad.any(-1))})")
+        few = (weights > 0).sum(-1) < 2
+        if few.any():
+            raise ValueError(f"frames {frames_where(few)} have fewer than 2 pixels with confidence > 0: "
+                             "the camera cannot place them")
+        pixels = torch.where(weights[..., None] > 0, pixels, torch.zeros_like(pixels))
+        terms.update(camera=camera, pixels=pixels, pixel_weights=pixel_weight * weights, huber_px=pixel_huber)
+    elif camera is not None:
+        raise ValueError("a camera was given without pixels")
+    if foot_lock is not None:
+        lock = as_tensor("foot_lock", foot_lock, (batch, len(FOOT_KEYPOINTS), 3), dtype, device)
+        lock_weights = (torch.ones(batch, len(FOOT_KEYPOINTS), dtype=dtype, device=device)
+                        if foot_lock_confidence is None else
+                        as_tensor("foot_lock_confidence", foot_lock_confidence, (batch, len(FOOT_KEYPOINTS)), dtype,
+                                  device))
+        if not torch.isfinite(lock_weights).all() or (lock_weights < 0).any():
+            raise ValueError("foot_lock_confidence must be finite and >= 0")
+        if ((~torch.isfinite(lock).all(-1)) & (lock_weights > 0)).any():
+            raise ValueError("foot_lock contains NaN or infinite values where its confidence is > 0")
+        terms.update(lock_targets=torch.where(lock_weights[..., None] > 0, lock, torch.zeros_like(lock)),
+                     lock_weights=foot_lock_weight * lock_weights)
+    if floor is not None:
+        normal = as_tensor("floor normal", floor[0], (3,), dtype, device)
+        if not (torch.isfinite(normal).all() and normal.norm() > 0 and math.isfinite(floor[1])):
+            raise ValueError("floor must be (a non-zero finite normal (3,), a finite height)")
+        terms.update(floor_normal=normal / normal.norm(), floor_height=float(floor[1]), floor_weight=floor_weight,
+                     floor_clearance=foot_clearance(body.rest_keypoints(betas)))
+    return WorldTerms(**terms)
 
 
 def _betas(betas: Any, batch: int, body: BodyModel, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -318,6 +318,10 @@ def _retarget_request(text: str | None, mapping: str) -> RetargetRequest | None:
         chosen = mapping
     else:
         raise UsageError(f"--mapping must be auto, {', '.join(sorted(maps.BUILT_IN))} or a .json file, got {mapping!r}")
+    try:
+        retarget.check_rig_file(path, object_name or None, chosen)
+    except (retarget.RetargetError, maps.MappingError) as error:
+        raise UsageError(f"--retarget: {error}") from None
     return RetargetRequest(path, object_name or None, chosen)
 
 

@@ -65,7 +65,7 @@ def test_refine_defaults_to_in_place_and_other_requests_parse() -> None:
     ('{"id": 9, "type": "refine", "motion": "/m", "solve": {"smooth": 1}}', 9, "unknown keys smooth"),
     ('{"id": 9, "type": "refine", "motion": "/m", "solve": {"level_floor": 1}}', 9, "must be true or false"),
     ('{"id": 9, "type": "refine", "motion": "/m", "solve": {"iterations": 500}}', 9, "iterations must be"),
-    ('{"id": 9, "type": "refine", "motion": "/m", "solve": {"smoothing": -1}}', 9, "smoothing must be >= 0"),
+    ('{"id": 9, "type": "refine", "motion": "/m", "solve": {"smoothing": -1}}', 9, "smoothing must be a finite number >= 0, got -1.0"),
     ('{"id": 10, "type": "cancel"}', 10, "cancel needs 'target'"),
     ('{"id": 10, "type": "cancel", "target": [1]}', 10, "must be a string or an integer"),
     ('{"id": 11, "type": "shutdown", "now": true}', 11, "shutdown takes no 'now'"),

@@ -139,7 +139,7 @@ def test_bad_tracks_are_refused(clip, body) -> None:
         solve_observations(dataclasses.replace(track, names=track.names[:17]), BLAZEPOSE_LAYOUT, body=body)
     with pytest.raises(TrackError, match="iterations must be an integer"):
         SolveOptions(iterations=-1)
-    with pytest.raises(TrackError, match="arms weight must be >= 0"):
+    with pytest.raises(TrackError, match="arms must be a finite number >= 0, got -0.5"):
         SolveOptions(arms=-0.5)
     with pytest.raises(TrackError, match="nothing to fit"):
         solve_observations(track, BLAZEPOSE_LAYOUT, SolveOptions(torso=0, arms=0, legs=0, head=0), body)

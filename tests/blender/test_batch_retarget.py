@@ -95,12 +95,18 @@ def test_bad_retarget_requests_are_usage_errors(rig_blend, tmp_path, capsys, arg
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_mapping_file_with_an_unknown_bone_fails_the_video_and_writes_no_blend(rig_blend, tmp_path):
+def test_mapping_file_with_an_unknown_bone_is_refused_before_any_video(rig_blend, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     mapping.save_mapping(bad, {**MIXAMO, "L_Elbow": "mixamorig:NoSuchBone"})
     output = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "ikol_blender.batch", str(samples.demo_video()), "-o", str(output),
-                             "--end", "0.2", "--retarget", str(rig_blend), "--mapping", str(bad),
-                             "--engine-python", sys.executable], capture_output=True, text=True, timeout=600)
-    assert result.returncode == batch.EXIT_SOME_FAILED
-    assert "mixamorig:NoSuchBone" in result.stderr and not (output / "demo.blend").exists()
+    objects_before = len(bpy.data.objects)
+    code = batch.main([str(samples.demo_video()), "-o", str(output), "--retarget", str(rig_blend),
+                       "--mapping", str(bad), "--engine-python", sys.executable])
+    assert code == batch.EXIT_USAGE and "mixamorig:NoSuchBone" in capsys.readouterr().err
+    assert not output.exists() and len(bpy.data.objects) == objects_before
+
+
+def test_a_rig_file_without_the_named_armature_is_refused_before_any_video(rig_blend, tmp_path, capsys):
+    code = batch.main([str(samples.demo_video()), "-o", str(tmp_path / "out"),
+                       "--retarget", f"{rig_blend}:NoSuchRig", "--engine-python", sys.executable])
+    assert code == batch.EXIT_USAGE and "no object 'NoSuchRig'" in capsys.readouterr().err

@@ -129,7 +129,7 @@ def test_conversion_through_the_installed_addon(installed, tmp_path, monkeypatch
     finally:
         preferences.engine_python = ""
     assert code == 0, capsys.readouterr().err
-    assert sorted(path.name for path in output.iterdir()) == ["demo.blend", "demo.fbx", "demo.npz"]
+    assert sorted(path.name for path in output.iterdir()) == ["demo.blend", "demo.fbx", "demo.ikol.json", "demo.npz"]
     vendor = str(Path(installed.__file__).parent / "vendor")
     assert environments and all(env["PYTHONPATH"].split(os.pathsep)[0] == vendor for env in environments)
     motion = installed.engine.link.read_motion(output / "demo.npz")

@@ -129,8 +129,8 @@ def test_keys_sit_on_the_source_frames_and_only_mapped_bones_are_keyed(source, b
     action = apply.retarget(source, target, chosen)
     assert target.animation_data.action == action
     source_frames = keys(fcurves(source)[0])[:, 0]
-    valid = importer.blender_frames(np.flatnonzero(importer.read_motion(source[importer.MOTION_PROPERTY]).valid)
-                                    + 5)
+    motion = importer.read_motion(source[importer.MOTION_PROPERTY])
+    valid = importer.blender_frames(motion)[motion.valid]
     assert np.array_equal(source_frames, valid.astype(np.float32))
     curves = list(fcurves(target))
     # 22 bones x 4 quaternion channels + the pelvis location.

@@ -104,17 +104,8 @@ def retarget_from_blend(path: str | Path, object_name: str | None, mapping: str 
             several, with no name given); and as :func:`retarget`.
         MappingError: as :func:`resolve_mapping` and :func:`retarget`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RetargetError(f"{path}: no such .blend file")
+    appended, target = _append_from(Path(path), object_name)
     try:
-        with bpy.data.libraries.load(str(path), link=False) as (available, loaded):
-            loaded.objects = list(available.objects)
-    except OSError as error:
-        raise RetargetError(f"{path}: cannot read it as a .blend file ({error})") from None
-    appended = [obj for obj in loaded.objects if obj is not None]
-    try:
-        target = _the_armature(path, appended, object_name)
         character = [target, *(obj for obj in appended if _deformed_by(obj, target))]
         for obj in character:
             scene.collection.objects.link(obj)
@@ -125,6 +116,41 @@ def retarget_from_blend(path: str | Path, object_name: str | None, mapping: str 
         raise
     _remove_appended([obj for obj in appended if obj not in character])
     return target
+
+
+def check_rig_file(path: str | Path, object_name: str | None, mapping: str | Mapping[str, str]) -> str:
+    """Checks, before any video is analysed, that :func:`retarget_from_blend` can use this rig.
+
+    Returns:
+        The mapping's name (the detected one for ``"auto"``, ``"custom"`` for a mapping).
+    Raises:
+        RetargetError, MappingError: as :func:`retarget_from_blend` would, bar the source's.
+    """
+    appended, target = _append_from(Path(path), object_name)
+    try:
+        if isinstance(mapping, str):
+            return resolve_mapping(target, mapping)[0]
+        maps.validate(mapping, [bone.name for bone in target.data.bones])
+        return "custom"
+    finally:
+        _remove_appended(appended)
+
+
+def _append_from(path: Path, object_name: str | None) -> tuple[list[bpy.types.Object], bpy.types.Object]:
+    """All objects of a .blend appended (linked to no scene) and the armature among them."""
+    if not path.is_file():
+        raise RetargetError(f"{path}: no such .blend file")
+    try:
+        with bpy.data.libraries.load(str(path), link=False) as (available, loaded):
+            loaded.objects = list(available.objects)
+    except OSError as error:
+        raise RetargetError(f"{path}: cannot read it as a .blend file ({error})") from None
+    appended = [obj for obj in loaded.objects if obj is not None]
+    try:
+        return appended, _the_armature(path, appended, object_name)
+    except BaseException:
+        _remove_appended(appended)
+        raise
 
 
 def _the_armature(path: Path, objects: list[bpy.types.Object], name: str | None) -> bpy.types.Object:

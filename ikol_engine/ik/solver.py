@@ -13,7 +13,7 @@ from .. import skeleton
 from ..body import BodyModel
 from ..common.devices import resolve_device
 from ..skeleton.kinematics import forward_kinematics, rest_offsets
-from ..skeleton.tree import SMPL_TREE
+from ..skeleton.tree import SMPL_TREE, KinematicTree
 from .closed_form import closed_form_pose
 from .gauss_newton import Problem, levenberg_marquardt_step, linearize
 from .inputs import as_tensor, check_targets, frames_where
@@ -140,14 +140,8 @@ def solve(
         ValueError: wrong shapes, NaN targets that are not ignored, frames with no
             confident keypoint, an unknown or unavailable device, bad settings.
     """
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-        raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
-    for name, value in (("prior_weight", prior_weight), ("twist_weight", twist_weight), ("damping", damping),
-                        ("reference_weight", reference_weight), ("tolerance", tolerance)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
-    if prior_weight + damping <= 0:
-        raise ValueError("prior_weight and damping cannot both be 0: unobserved twists would be singular")
+    _check_settings(iterations, prior_weight=prior_weight, twist_weight=twist_weight, damping=damping,
+                    reference_weight=reference_weight, tolerance=tolerance)
     out_device = targets.device if isinstance(targets, torch.Tensor) else torch.device("cpu")
     compute = resolve_device(device)
     body = body if body is not None else default_body()
@@ -156,73 +150,28 @@ def solve(
 
     betas = _betas(betas, batch, body, dtype, compute)
     offsets = rest_offsets(body.rest_keypoints(betas), SMPL_TREE)
-    if twist is None:
-        twist = targets.new_zeros(batch, skeleton.NUM_TWISTS)
-        twist_confidence = targets.new_zeros(batch, skeleton.NUM_TWISTS)
-    else:
-        twist = as_tensor("twist", twist, (batch, skeleton.NUM_TWISTS), dtype, compute)
-        twist_confidence = (torch.ones_like(twist) if twist_confidence is None else
-                            as_tensor("twist_confidence", twist_confidence, (batch, skeleton.NUM_TWISTS), dtype, compute))
-        if not (torch.isfinite(twist).all() and torch.isfinite(twist_confidence).all()) or (twist_confidence < 0).any():
-            raise ValueError("twist must be finite and twist_confidence finite and >= 0")
-
+    twist, twist_confidence = _twists(twist, twist_confidence, targets)
     tree = SMPL_TREE.to(compute)
-    if init is None:
-        rotations, translation = closed_form_pose(targets, confidence, offsets, twist, twist_confidence, tree)
-    else:
-        rotations = as_tensor("init", init, (batch, skeleton.NUM_JOINTS, 3, 3), dtype, compute)
-        if not torch.isfinite(rotations).all():
-            raise ValueError("init contains NaN or infinite values")
-        _, positions = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)
-        weight = confidence / confidence.sum(-1, keepdim=True)
-        translation = (weight[..., None] * (targets - positions)).sum(1)
-
+    rotations, translation = _start_pose(init, targets, confidence, offsets, twist, twist_confidence, tree)
     if reference is not None:
         reference = as_tensor("reference", reference, (batch, skeleton.NUM_JOINTS, 3, 3), dtype, compute)
         if not torch.isfinite(reference).all():
             raise ValueError("reference contains NaN or infinite values")
-    world = None
-    offset = None
+    world = offset = None
     if pixels is not None or foot_lock is not None or floor is not None:
         world = _world_terms(pixels, pixel_confidence, confidence, camera, pixel_weight, pixel_huber, foot_lock,
                              foot_lock_confidence, foot_lock_weight, floor, floor_weight, body, betas, batch, dtype,
                              compute)
-        if world.camera is not None and metric_depth:
-            both = world.pixel_weights * (confidence > 0).to(dtype)
-            few = (both > 0).sum(-1) < 2
-            if few.any():
-                raise ValueError(f"frames {frames_where(few)} have fewer than 2 keypoints seen in 3D and in the "
-                                 "image: their targets cannot be placed in the camera")
-            place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
-            targets = torch.where(confidence[..., None] > 0, targets + place[:, None], targets)
-            translation = translation + place
-        elif world.camera is not None:
-            # The metric term keeps where it put the body; the pixels place it in the camera.
-            offset = translation
-            _, at_zero = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)
-            translation = pinhole_translation(at_zero, world.pixels, world.pixel_weights, world.camera)
         if world.camera is not None:
-            _, at_solve = forward_kinematics(rotations, offsets, translation, tree)
-            depth = -at_solve[:, 0, 2]
-            if not (depth > 0).all():
-                raise ValueError(f"the body is behind the camera in frames {frames_where(depth <= 0)}")
-            world = dataclasses.replace(world, depth=depth)
+            targets, translation, offset, world = _place_in_camera(world, targets, confidence, rotations, translation,
+                                                                   offsets, tree, metric_depth, pixel_huber)
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
                       prior_weight=prior_weight, damping=damping, tree=tree,
                       layout=smpl_layout(compute), reference=reference, reference_weight=reference_weight,
                       world=world, camera_layout=None if offset is None else camera_layout(compute))
     if iterations:
-        state = linearize(rotations, translation, torch.full((batch,), damping, dtype=dtype, device=compute), problem,
-                          offset)
-        for _ in range(iterations):
-            before = state.cost.sum()
-            state = levenberg_marquardt_step(state, problem)
-            gain = before - state.cost.sum()
-            # A step every frame rejected gains nothing but raised the damping: try again.
-            if tolerance and 0 < gain <= tolerance * before:
-                break
-        rotations, translation, offset = state.rotations, state.translation, state.offset
+        rotations, translation, offset = _iterate(problem, rotations, translation, offset, iterations, tolerance)
 
     _, keypoints = forward_kinematics(rotations, offsets, translation, tree)
     seen = (confidence > 0).to(dtype)
@@ -230,6 +179,105 @@ def solve(
     residual = ((fitted - targets).norm(dim=-1) * seen).sum(-1) / seen.sum(-1)
     move = lambda t: t.to(out_device)  # noqa: E731
     return IKResult(move(rotations), move(translation), move(residual), move(keypoints))
+
+
+def _check_settings(iterations: int, **weights: float) -> None:
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+        raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
+    for name, value in weights.items():
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if weights["prior_weight"] + weights["damping"] <= 0:
+        raise ValueError("prior_weight and damping cannot both be 0: unobserved twists would be singular")
+
+
+def _twists(twist: Any, twist_confidence: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 23) twist angles and (B, 23) their weights, checked; zero weights when none given.
+
+    Args:
+        targets: (B, 29, 3) the checked targets, which give batch, dtype and device.
+    """
+    batch, dtype, device = targets.shape[0], targets.dtype, targets.device
+    if twist is None:
+        return targets.new_zeros(batch, skeleton.NUM_TWISTS), targets.new_zeros(batch, skeleton.NUM_TWISTS)
+    twist = as_tensor("twist", twist, (batch, skeleton.NUM_TWISTS), dtype, device)
+    twist_confidence = (torch.ones_like(twist) if twist_confidence is None else
+                        as_tensor("twist_confidence", twist_confidence, (batch, skeleton.NUM_TWISTS), dtype, device))
+    if not (torch.isfinite(twist).all() and torch.isfinite(twist_confidence).all()) or (twist_confidence < 0).any():
+        raise ValueError("twist must be finite and twist_confidence finite and >= 0")
+    return twist, twist_confidence
+
+
+def _start_pose(init: Any, targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.Tensor,
+                twist: torch.Tensor, twist_confidence: torch.Tensor, tree: KinematicTree,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 24, 3, 3) rotations and (B, 3) translation to start from: the closed form, or
+    ``init`` (B, 24, 3, 3) with the translation that best fits its keypoints to the targets.
+
+    Args:
+        targets: (B, 29, 3); confidence: (B, 29); offsets: (B, 29, 3) rest bone offsets;
+        twist, twist_confidence: (B, 23).
+    """
+    if init is None:
+        return closed_form_pose(targets, confidence, offsets, twist, twist_confidence, tree)
+    rotations = as_tensor("init", init, (targets.shape[0], skeleton.NUM_JOINTS, 3, 3), targets.dtype, targets.device)
+    if not torch.isfinite(rotations).all():
+        raise ValueError("init contains NaN or infinite values")
+    _, positions = forward_kinematics(rotations, offsets, targets.new_zeros(targets.shape[0], 3), tree)
+    weight = confidence / confidence.sum(-1, keepdim=True)
+    return rotations, (weight[..., None] * (targets - positions)).sum(1)
+
+
+def _place_in_camera(world: WorldTerms, targets: torch.Tensor, confidence: torch.Tensor, rotations: torch.Tensor,
+                     translation: torch.Tensor, offsets: torch.Tensor, tree: KinematicTree, metric_depth: bool,
+                     pixel_huber: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, WorldTerms]:
+    """Puts the start pose in the camera's frame (see ``metric_depth`` in :func:`solve`).
+
+    Args:
+        targets: (B, 29, 3); confidence: (B, 29); rotations: (B, 24, 3, 3) and
+            translation: (B, 3) the start pose; offsets: (B, 29, 3).
+    Returns:
+        The targets (moved into the camera with metric depth), the translation there, the
+        keypoint term's free offset (B, 3) (None with metric depth), and ``world`` with the
+        body's depth set.
+    """
+    batch, offset = targets.shape[0], None
+    if metric_depth:
+        both = world.pixel_weights * (confidence > 0).to(targets.dtype)
+        few = (both > 0).sum(-1) < 2
+        if few.any():
+            raise ValueError(f"frames {frames_where(few)} have fewer than 2 keypoints seen in 3D and in the "
+                             "image: their targets cannot be placed in the camera")
+        place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
+        targets = torch.where(confidence[..., None] > 0, targets + place[:, None], targets)
+        translation = translation + place
+    else:
+        # The metric term keeps where it put the body; the pixels place it in the camera.
+        offset = translation
+        _, at_zero = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)
+        translation = pinhole_translation(at_zero, world.pixels, world.pixel_weights, world.camera)
+    _, at_solve = forward_kinematics(rotations, offsets, translation, tree)
+    depth = -at_solve[:, 0, 2]
+    if not (depth > 0).all():
+        raise ValueError(f"the body is behind the camera in frames {frames_where(depth <= 0)}")
+    return targets, translation, offset, dataclasses.replace(world, depth=depth)
+
+
+def _iterate(problem: Problem, rotations: torch.Tensor, translation: torch.Tensor, offset: torch.Tensor | None,
+             iterations: int, tolerance: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Up to ``iterations`` Levenberg-Marquardt steps from (B, 24, 3, 3) rotations, (B, 3)
+    translation and the (B, 3) free offset; -> the three after the last step."""
+    batch, dtype, device = rotations.shape[0], rotations.dtype, rotations.device
+    state = linearize(rotations, translation, torch.full((batch,), problem.damping, dtype=dtype, device=device),
+                      problem, offset)
+    for _ in range(iterations):
+        before = state.cost.sum()
+        state = levenberg_marquardt_step(state, problem)
+        gain = before - state.cost.sum()
+        # A step every frame rejected gains nothing but raised the damping: try again.
+        if tolerance and 0 < gain <= tolerance * before:
+            break
+    return state.rotations, state.translation, state.offset
 
 
 def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, camera: PinholeCamera | None,

@@ -23,6 +23,7 @@ this one, with the video's resolution.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import bpy
@@ -64,39 +65,65 @@ def import_motion(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_
         MotionFileError: the file is missing or malformed.
         ValueError: the motion has no valid frame.
     """
+    return import_motions(context_or_scene, [motion_path], names=None if name is None else [name], video=video)[0]
+
+
+def import_motions(context_or_scene: bpy.types.Context | bpy.types.Scene, motion_paths: Sequence[str | Path], *,
+                   names: Sequence[str] | None = None, video: str | Path | None = None) -> list[bpy.types.Object]:
+    """Several people of one video (``analyze --person all``): a rig each, seen by one camera.
+
+    As :func:`import_motion` for each file, all or nothing. The first file's camera is the
+    only one made; each other rig is placed (its object transform) so that this camera
+    sees it where its own solve's camera saw it, since every person was solved and
+    levelled on their own floor fit.
+
+    Args:
+        names: the armature objects' names, one per file; default the video's name.
+    Returns:
+        The armatures, in the files' order; the first is active, all are selected.
+    """
     scene, view_layer = _scene_and_view_layer(context_or_scene)
-    motion_path = Path(motion_path).resolve()
-    motion = read_motion(motion_path)
-    if not motion.valid.any():
-        raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to import")
-    title = Path(motion.source_video).stem or motion_path.stem
+    paths = [Path(path).resolve() for path in motion_paths]
+    motions = [read_motion(path) for path in paths]
+    for path, motion in zip(paths, motions):
+        if not motion.valid.any():
+            raise ValueError(f"{path}: no frame has a solved pose; nothing to import")
     _leave_edit_modes(scene, view_layer)
     previous_active = view_layer.objects.active
     created: list[bpy.types.ID] = []
+    armatures: list[bpy.types.Object] = []
+    camera_object = shared = None
     try:
-        built = rig.build_rig(motion, name or title, scene.collection, view_layer, created)
-        armature = built.armature
-        armature[MOTION_PROPERTY] = str(motion_path)
-        action = keyframes.new_action(armature, title)
-        created.append(action)
-        keyframes.write_keys(armature, action, _channels(armature, motion))
-        camera = video_camera(motion)
-        if camera is not None:
-            camera_object = _add_camera(camera, f"{name or title}_camera", scene.collection, video, created)
-            armature[CAMERA_PROPERTY] = camera_object.name
-        _set_timing(scene, motion)
-        if camera is not None and scene.camera is None:
+        for index, (path, motion) in enumerate(zip(paths, motions)):
+            title = Path(motion.source_video).stem or path.stem
+            name = names[index] if names is not None else title
+            armature = rig.build_rig(motion, name, scene.collection, view_layer, created).armature
+            armature[MOTION_PROPERTY] = str(path)
+            action = keyframes.new_action(armature, title)
+            created.append(action)
+            keyframes.write_keys(armature, action, _channels(armature, motion))
+            camera = video_camera(motion)
+            if camera is not None and camera_object is None:
+                camera_object, shared = _add_camera(camera, f"{name}_camera", scene.collection, video, created), camera
+            elif camera is not None:
+                armature.matrix_world = _seen_from(camera_object, camera)
+            if camera_object is not None:
+                armature[CAMERA_PROPERTY] = camera_object.name
+            armatures.append(armature)
+        _set_timing(scene, motions)
+        if shared is not None and scene.camera is None:
             scene.camera = camera_object
-            scene.render.resolution_x, scene.render.resolution_y = camera.width, camera.height
+            scene.render.resolution_x, scene.render.resolution_y = shared.width, shared.height
             scene.render.resolution_percentage = 100
             scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     except BaseException:
         _remove(created)
         view_layer.objects.active = previous_active
         raise
-    view_layer.objects.active = armature
-    armature.select_set(True, view_layer=view_layer)
-    return armature
+    view_layer.objects.active = armatures[0]
+    for armature in armatures:
+        armature.select_set(True, view_layer=view_layer)
+    return armatures
 
 
 def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
@@ -127,8 +154,12 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     armature[MOTION_PROPERTY] = str(motion_path)
     # The re-solve fitted the floor again, and with it where the camera stands.
     camera, camera_object = video_camera(motion), bpy.data.objects.get(armature.get(CAMERA_PROPERTY, ""))
-    if camera is not None and camera_object is not None and camera_object.type == "CAMERA":
+    if camera is None or camera_object is None or camera_object.type != "CAMERA":
+        return
+    if _camera_users(camera_object) == [armature]:
         _place_camera(camera_object, camera)
+    else:  # the other people it sees stay where they are; this rig moves instead
+        armature.matrix_world = _seen_from(camera_object, camera)
 
 
 def blender_frames(motion: Motion) -> np.ndarray:
@@ -198,6 +229,17 @@ def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection
     return camera_object
 
 
+def _seen_from(camera_object: bpy.types.Object, camera: VideoCamera) -> Matrix:
+    """The rig transform under which ``camera_object`` sees a rig as its own solve's
+    ``camera`` saw it (same intrinsics: the same video)."""
+    own = np.asarray(camera.matrix_world, dtype=np.float64)
+    return Matrix((np.asarray(camera_object.matrix_world, dtype=np.float64) @ np.linalg.inv(own)).tolist())
+
+
+def _camera_users(camera_object: bpy.types.Object) -> list[bpy.types.Object]:
+    return [obj for obj in bpy.data.objects if obj.get(CAMERA_PROPERTY) == camera_object.name]
+
+
 def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera) -> None:
     """Puts a camera object where the engine's pinhole camera was, with its field of view."""
     camera_object.data.sensor_fit = "HORIZONTAL"
@@ -205,11 +247,12 @@ def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera) -> None:
     camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
 
 
-def _set_timing(scene: bpy.types.Scene, motion: Motion) -> None:
-    frames = blender_frames(motion)
-    rate = max(1, round(motion.fps))
+def _set_timing(scene: bpy.types.Scene, motions: Sequence[Motion]) -> None:
+    """The scene's rate (the first motion's: one video) and a range covering every motion."""
+    frames = np.concatenate([blender_frames(motion) for motion in motions])
+    rate = max(1, round(motions[0].fps))
     scene.render.fps = rate
-    scene.render.fps_base = rate / motion.fps
+    scene.render.fps_base = rate / motions[0].fps
     scene.frame_start = math.floor(frames.min())
     scene.frame_end = math.ceil(frames.max())
 

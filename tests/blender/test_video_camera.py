@@ -64,3 +64,56 @@ def test_existing_camera_is_kept_and_video_plays_behind_the_new_one(blank, filme
     clip = new.background_images[0].clip
     assert clip.frame_start == 1 and clip.frame_duration == 230  # the sample's frames
     assert tuple(clip.size) == (WIDTH, HEIGHT)
+
+
+def test_people_of_one_video_share_its_camera_each_where_their_own_solve_saw_them(blank, filmed, body, tmp_path):
+    import bpy
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    from conftest import make_clip
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motions, rekey_motion
+    from ikol_engine.motion import write_motion
+
+    first_path, first = filmed
+    other = make_clip(body, seed=5)
+    # The second person's solve levelled its own floor fit: another camera pose.
+    floor = {"normal_camera": (np.array([0.1, 0.97, 0.25]) / np.linalg.norm([0.1, 0.97, 0.25])).tolist(),
+             "height_camera": -1.45, "contacts": 30}
+    second = dataclasses.replace(other.motion, options=dict(first.options, result={"floor": floor}))
+    second_path = write_motion(tmp_path / "second.npz", second)
+    cameras_before = len(bpy.data.cameras)
+    rigs = import_motions(blank, [first_path, second_path], names=["person1", "person2"])
+    assert [rig.name for rig in rigs] == ["person1", "person2"]
+    assert len(bpy.data.cameras) == cameras_before + 1
+    camera = bpy.data.objects[rigs[0][CAMERA_PROPERTY]]
+    assert rigs[1][CAMERA_PROPERTY] == camera.name and blank.scene.camera == camera
+
+    def worst_pixel_error(armature, motion, joints, floor):
+        scene, names, worst = blank.scene, [str(n) for n in motion.joint_names], 0.0
+        for index in np.flatnonzero(motion.valid)[::9]:
+            scene.frame_set(int(motion.frame_indices[index]) + 1)
+            expected = engine_pixels(joints[index], floor)
+            for joint, name in enumerate(names):
+                view = world_to_camera_view(scene, camera, Vector(armature.matrix_world @ armature.pose.bones[name].head))
+                worst = max(worst, float(np.linalg.norm([view.x * WIDTH - expected[joint, 0],
+                                                         (1.0 - view.y) * HEIGHT - expected[joint, 1]])))
+        return worst
+
+    first_floor = first.options["result"]["floor"]
+    assert worst_pixel_error(rigs[0], first, filmed_joints(first), first_floor) < 0.5
+    assert worst_pixel_error(rigs[1], second, filmed_joints(second), floor) < 0.5
+    # A refine of one person, with yet another floor, moves that rig, not the camera the other shares.
+    camera_before = np.array(camera.matrix_world)
+    refined_floor = dict(floor, height_camera=-1.6)
+    refined = write_motion(tmp_path / "second_refined.npz",
+                           dataclasses.replace(second, options=dict(first.options, result={"floor": refined_floor})))
+    rekey_motion(rigs[1], refined)
+    assert np.array_equal(np.array(camera.matrix_world), camera_before)
+    assert worst_pixel_error(rigs[1], second, filmed_joints(second), refined_floor) < 0.5
+    assert worst_pixel_error(rigs[0], first, filmed_joints(first), first_floor) < 0.5
+
+
+def filmed_joints(motion) -> np.ndarray:
+    """(T, 24, 3) the motion's joints in its world frame: its targets are its exact FK keypoints."""
+    return motion.targets[:, :24].astype(np.float64)

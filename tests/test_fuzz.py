@@ -70,6 +70,8 @@ corruptions = st.one_of(
 
 
 def _corrupted(data: bytes, kind: str, where: float, payload: bytes) -> bytes:
+    if not data:  # an earlier truncation left nothing to change
+        return data
     at = min(int(where * len(data)), len(data) - 1)
     if kind == "truncate":
         return data[:at]

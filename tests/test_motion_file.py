@@ -4,12 +4,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ikol_engine import __version__, skeleton
+from ikol_engine.common.atomic_file import remove_partial_files
 from ikol_engine.motion import (
     SCHEMA_VERSION, Motion, MotionFileError, file_sha256, read_motion, write_motion,
 )
@@ -265,6 +269,27 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path, mon
     assert path.read_bytes() == before
     monkeypatch.undo()
     assert np.array_equal(read_motion(path).rotations, random_motion(seed=0).rotations)
+
+
+def test_a_killed_writers_temp_file_is_found_and_removed_by_its_parent(tmp_path: Path) -> None:
+    path = write_motion(tmp_path / "clip.npz", random_motion(seed=0))
+    before = path.read_bytes()
+    # SIGKILL mid-write: no Python cleanup runs, so the temporary file stays.
+    script = ("import os, signal, sys; from pathlib import Path; from ikol_engine.common.atomic_file import atomic_path\n"
+              "with atomic_path(Path(sys.argv[1])) as temp:\n"
+              "    temp.write_bytes(b'PK half a file'); os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", script, str(path)], timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    [leftover] = partial_files(tmp_path)
+    # Look-alikes that are not this target's temporary files stay.
+    others = [".other.npz.partial-0123456789ab.npz", ".clip.npz.partial-nothex.npz", "clip.npz.partial-0123456789ab.npz"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"x")
+
+    assert remove_partial_files(path) == [tmp_path / leftover]
+    assert sorted(os.listdir(tmp_path)) == sorted(["clip.npz", *others])
+    assert path.read_bytes() == before
+    assert remove_partial_files(tmp_path / "missing-folder" / "clip.npz") == []
 
 
 def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:

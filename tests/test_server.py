@@ -69,12 +69,14 @@ class Engine:
             self.eof = True
             self._changed.notify_all()
 
-    def send(self, request: dict[str, Any] | str) -> int:
+    def send(self, request: dict[str, Any] | str | bytes) -> int:
         """Writes one request line; returns the number of events seen before it."""
-        line = request if isinstance(request, str) else json.dumps(request)
+        if isinstance(request, dict):
+            request = json.dumps(request)
+        line = request if isinstance(request, bytes) else request.encode()
         with self._changed:
             mark = len(self.events)
-        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.write(line + b"\n")
         self.process.stdin.flush()
         return mark
 

@@ -5,17 +5,20 @@ in; :class:`EngineSession` owns the engine server's client, starts it on demand,
 hands each event to the job it is about. Operators call :meth:`EngineSession.pump` from
 a timer and read the jobs' state; tests drive the same objects without a window or an
 event loop. A dead engine fails every pending job with the reason and is started again
-by the next request.
+by the next request; the unfinished files it was writing for them, which a killed
+process cannot delete itself, are removed.
 """
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .client import EXIT_EVENT, EngineClient, EngineGone
+from .link import remove_partial_files
 
 # Share of the progress bar each stage fills: the keypoint network is most of an analysis.
 _STAGE_SPANS = {"analyze": {"regress": (0.0, 0.9), "solve": (0.9, 1.0)}, "refine": {"solve": (0.0, 1.0)}}
@@ -44,6 +47,8 @@ class EngineJob:
         result: the ``result`` event's fields once SUCCEEDED.
         cancel_requested: a cancel was sent; a result that still arrives is then not
             wanted (the engine finished before it saw the cancel).
+        output: the file the engine writes for this job (a refine without ``output``
+            rewrites its ``motion``), if any.
     """
 
     kind: str
@@ -54,6 +59,7 @@ class EngineJob:
     message: str = ""
     result: dict[str, Any] | None = None
     cancel_requested: bool = False
+    output: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -118,7 +124,8 @@ class EngineSession:
             EngineUnavailable (from ``make_client``): no usable engine Python.
         """
         client = self._started()
-        job = EngineJob(kind, client.send(kind, **parameters))
+        job = EngineJob(kind, client.send(kind, **parameters),
+                        output=parameters.get("output") or parameters.get("motion"))
         self.jobs[job.request_id] = job
         return job
 
@@ -163,12 +170,14 @@ class EngineSession:
 
     def stop(self) -> None:
         """Shuts the engine down; jobs still pending fail as stopped."""
-        for job in self.jobs.values():
+        pending = list(self.jobs.values())
+        for job in pending:
             job.handle({"event": "error", "kind": "internal", "message": "the engine was stopped"})
         self.jobs.clear()
         client, self.client = self.client, None
         if client is not None:
             client.stop()  # its exit event is about a shutdown we asked for: not an error
+        _remove_leftovers(pending)  # an engine killed after the shutdown grace left them
 
     def _started(self) -> EngineClient:
         self._forget_dead_client()
@@ -197,6 +206,7 @@ class EngineSession:
             self.engine_error = engine_exit_message(event)
             for job in self.jobs.values():
                 job.handle(event)
+            _remove_leftovers(self.jobs.values())
             self.jobs.clear()
             if self.client is not None and not self.client.running:
                 self.client.stop()  # closes its pipes; the process is gone, so nothing waits
@@ -205,3 +215,11 @@ class EngineSession:
             job.handle(event)
             if job.finished:
                 del self.jobs[job.request_id]
+
+
+def _remove_leftovers(jobs: Iterable[EngineJob]) -> None:
+    """Deletes the unfinished files a dead engine left for ``jobs`` (the engine is gone,
+    so none of them is still being written)."""
+    for job in jobs:
+        if job.output:
+            remove_partial_files(Path(job.output))

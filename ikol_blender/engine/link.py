@@ -27,6 +27,8 @@ MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
 quaternion_continuity = filtering.quaternion_continuity
 atomic_path = atomic_file.atomic_path
+remove_partial_files = atomic_file.remove_partial_files
 Ground = ground.Ground
 
-__all__ = ["Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity", "read_motion"]
+__all__ = ["Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity", "read_motion",
+           "remove_partial_files"]

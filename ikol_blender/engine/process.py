@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .link import remove_partial_files
+
 ENVIRONMENT_VARIABLE = "IKOL_ENGINE_PYTHON"
 #: What the engine imports at the top level; an engine Python must find all of them.
 ENGINE_MODULES = ("ikol_engine", "torch", "mediapipe", "cv2", "smplx", "roma")
@@ -189,7 +191,8 @@ def run_analyze(engine: Engine, video: str | Path, output: str | Path, options: 
     """Runs ``ikol-engine analyze VIDEO -o OUTPUT`` and returns the engine's summary line.
 
     The engine writes ``output`` atomically: on failure or interrupt an earlier file
-    there is left as it was.
+    there is left as it was, and the unfinished file of an engine that was killed is
+    removed here.
 
     Args:
         progress: called with (stage, fraction 0..1) for each progress line.
@@ -202,7 +205,11 @@ def run_analyze(engine: Engine, video: str | Path, output: str | Path, options: 
     # --verbose: the libraries' lines come on the child's stderr to ``log`` (which the
     # batch drops), instead of a log file the engine would leave beside ``output``.
     arguments = ["analyze", str(video), "-o", str(output), *options.arguments(), "--verbose"]
-    return run_engine(engine, arguments, progress, log)
+    try:
+        return run_engine(engine, arguments, progress, log)
+    except BaseException:
+        remove_partial_files(Path(output))  # the child is gone by now (run_engine waits for it)
+        raise
 
 
 def run_engine(engine: Engine, arguments: Sequence[str], progress: ProgressCallback | None = None,

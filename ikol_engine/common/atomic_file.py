@@ -4,15 +4,20 @@ Results are written to a temporary file beside the target and renamed onto it on
 complete. Ctrl-C or a crash part-way through a long run therefore never leaves a
 half-written result at the target path, and a previous result there survives untouched.
 The rename is atomic because the temporary file is in the same directory (so on the same
-file system).
+file system). A process killed outright (SIGKILL, a power cut) cannot delete its temporary
+file; whoever started it removes it with :func:`remove_partial_files`.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+_PARTIAL = ".partial-"
+_TOKEN_BYTES = 6
 
 
 @contextlib.contextmanager
@@ -27,7 +32,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(6)}{path.suffix}")
+    temp = path.with_name(f".{path.name}{_PARTIAL}{secrets.token_hex(_TOKEN_BYTES)}{path.suffix}")
     try:
         yield temp
         # Data must be on disk before the rename, or a power cut could leave the new
@@ -38,6 +43,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def remove_partial_files(path: Path) -> list[Path]:
+    """Deletes the temporary files :func:`atomic_path` left beside ``path`` in a process
+    that was killed before it could; returns them. Call it only once that process is gone:
+    a live writer's temporary file looks the same."""
+    path = Path(path)
+    name = re.compile(rf"\.{re.escape(path.name)}{re.escape(_PARTIAL)}[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
+                      rf"{re.escape(path.suffix)}")
+    try:
+        leftovers = [path.parent / entry for entry in os.listdir(path.parent) if name.fullmatch(entry)]
+    except OSError:  # no such folder: nothing was written there
+        return []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 def _fsync_file(path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -287,6 +288,11 @@ FAKE_CLI = textwrap.dedent("""
     elif mode == "hang":
         open(os.environ["FAKE_ENGINE_PID"], "w").write(str(os.getpid()))
         time.sleep(120)
+    elif mode == "killed-mid-write":  # as atomic_path names its temporary file
+        output = sys.argv[sys.argv.index("-o") + 1]
+        folder, name = os.path.split(output)
+        open(os.path.join(folder, "." + name + ".partial-0123456789ab.npz"), "wb").write(b"PK half")
+        os.kill(os.getpid(), 9)
 """)
 
 
@@ -324,6 +330,16 @@ def test_engine_failures_carry_the_engine_error_line(fake_engine, tmp_path, monk
     with pytest.raises(engine_process.EngineError) as crash:
         engine_process.run_analyze(fake_engine, "v.mp4", tmp_path / "m.npz", log=lambda line: None)
     assert str(crash.value) == "engine failed (exit 1): ZeroDivisionError: division by zero"
+
+
+def test_an_engine_killed_mid_write_leaves_no_partial_file(fake_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "killed-mid-write")
+    output = tmp_path / "m.npz"
+    output.write_bytes(b"an earlier result")
+    with pytest.raises(engine_process.EngineError) as killed:
+        engine_process.run_analyze(fake_engine, "v.mp4", output, log=lambda line: None)
+    assert killed.value.returncode == -signal.SIGKILL and "exit -9" in str(killed.value)
+    assert sorted(os.listdir(tmp_path)) == ["m.npz", "vendor"] and output.read_bytes() == b"an earlier result"
 
 
 def test_interrupt_stops_the_engine(fake_engine, tmp_path, monkeypatch):

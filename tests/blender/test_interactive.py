@@ -6,6 +6,8 @@ without a window.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -176,6 +178,51 @@ def test_a_killed_engine_is_reported_and_a_restart_serves_again(session, importe
     task = RefineTask(session, armature_name=name, output=tmp_path / "after_restart.npz")
     task.start()
     assert run(task, bpy.context).status == "FINISHED"
+
+
+def _kill_mid_write(session, job, folder: Path) -> bool:
+    """Freezes the engine while ``job``'s temporary file exists, then SIGKILLs it; False if
+    the write finished before the engine stopped (the job then ran to its end)."""
+    process = session.client._process
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(".partial-" in name for name in os.listdir(folder)):
+        session.pump()
+        if job.finished or time.monotonic() > deadline:
+            return False
+    os.kill(process.pid, signal.SIGSTOP)
+    if any(".partial-" in name for name in os.listdir(folder)):
+        process.kill()
+        return True
+    os.kill(process.pid, signal.SIGCONT)
+    session.pump_until(job, TIMEOUT_S)
+    return False
+
+
+def test_an_engine_killed_mid_write_leaves_the_file_whole_and_restarts(session, imported, tmp_path):
+    from ikol_blender.engine.jobs import JobPhase
+
+    motion = tmp_path / "motion.npz"
+    motion.write_bytes(imported[1].read_bytes())
+    before = motion.read_bytes()
+    for _ in range(10):  # the write takes milliseconds; retry until the kill lands inside it
+        # In place: the file being replaced is the only copy of the motion.
+        job = session.submit("refine", motion=str(motion), solve={"iterations": 1, "device": "cpu"})
+        if _kill_mid_write(session, job, tmp_path):
+            break
+        assert job.phase is JobPhase.SUCCEEDED, job.message
+        before = motion.read_bytes()
+    else:
+        pytest.fail("no kill landed while the engine was writing")
+    assert any(".partial-" in name for name in os.listdir(tmp_path))  # the engine could not clean up
+    session.pump_until(job, 30)
+    assert job.phase is JobPhase.FAILED and "the engine stopped (exit code -9)" in job.message
+    assert session.engine_error.startswith("the engine stopped")
+    assert os.listdir(tmp_path) == ["motion.npz"] and motion.read_bytes() == before
+
+    again = session.submit("refine", motion=str(motion), solve={"iterations": 1, "device": "cpu"})
+    session.pump_until(again, TIMEOUT_S)
+    assert again.phase is JobPhase.SUCCEEDED and session.engine_error == ""
+    assert read_motion(motion).options["solve"]["iterations"] == 1
 
 
 def test_a_request_after_an_unnoticed_death_fails_the_orphans_and_runs(session, imported, tmp_path):

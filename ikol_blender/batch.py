@@ -125,6 +125,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "a wrong one")
     engine.add_argument("--model-complexity", type=int, choices=(0, 1, 2),
                         help="BlazePose model: 0 lite, 1 full, 2 heavy")
+    engine.add_argument("--person", metavar="auto|ID|X,Y|all",
+                        help="whom to follow in each video: auto (present longest, the default), an id from "
+                             "`ikol-engine people`, X,Y (whose box holds that pixel in the first frame anyone is "
+                             "seen), or all (STEM_personID.npz each, all rigs in STEM.blend sharing the camera)")
     engine.add_argument("--engine-python", metavar="PATH", help="Python with the engine's requirements (default: "
                         f"the add-on preference, ${engine_process.ENVIRONMENT_VARIABLE}, or this Python)")
     return parser
@@ -138,9 +142,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
                                             device=args.device, fov=args.fov,
-                                            model_complexity=args.model_complexity, fps=args.fps)
+                                            model_complexity=args.model_complexity, fps=args.fps,
+                                            person=args.person)
     try:
         options.check()
+        if options.person == "all" and (args.ray is not None or args.retarget):
+            raise UsageError("--person all converts on this machine onto the SMPL rigs only: "
+                             "leave out --ray and --retarget")
         videos = _expand_folders([Path(video) for video in args.videos])
         _check_distinct_stems(videos, args.output)
         if args.ray is not None:
@@ -237,24 +245,45 @@ def convert(engine: engine_process.Engine, video: Path, output: Path, exports: S
             last_said[stage] = percent
             say(f"{stage} {percent}%")
 
+    if options.person == "all":
+        return build(engine, video, output, exports, say, with_preview, rig,
+                     motions=_analyze_everyone(engine, video, output, options, progress))
     engine_process.run_analyze(engine, video, motion, options, progress, log=lambda line: None)
     return build(engine, video, output, exports, say, with_preview, rig)
 
 
+def _analyze_everyone(engine: engine_process.Engine, video: Path, output: Path,
+                      options: engine_process.AnalyzeOptions, progress: Callable[[str, float], None]) -> list[Path]:
+    """``--person all``: the engine writes STEM_personID.npz into a scratch folder in
+    ``output``; they are moved in (each replacing an older one) only once all are written."""
+    with tempfile.TemporaryDirectory(prefix=f".{video.stem}-people-", dir=output) as scratch:
+        engine_process.run_analyze(engine, video, scratch, options, progress, log=lambda line: None)
+        written = sorted(Path(scratch).glob(f"{video.stem}_person*.npz"), key=lambda p: int(p.stem.rpartition("person")[2]))
+        if not written:
+            raise RuntimeError("the engine wrote no motion file")
+        moved = [output / path.name for path in written]
+        for source, target in zip(written, moved):
+            os.replace(source, target)
+    return moved
+
+
 def build(engine: engine_process.Engine, video: Path, output: Path, exports: Sequence[Export],
-          say: Callable[[str], None], with_preview: bool = False, rig: RetargetRequest | None = None) -> list[Path]:
-    """From ``STEM.npz`` in ``output``: the .blend (with the retargeted rig if asked), the
-    exports, the preview; returns the files (the motion file first). Replaces the open
-    Blender file with a new empty one."""
-    motion = output / f"{video.stem}.npz"
-    say("building the rig")
+          say: Callable[[str], None], with_preview: bool = False, rig: RetargetRequest | None = None,
+          motions: Sequence[Path] | None = None) -> list[Path]:
+    """From ``STEM.npz`` in ``output`` (or several people's ``motions``, one rig each
+    seen by one camera): the .blend (with the retargeted rig if asked), the exports, the
+    preview (of the first rig); returns the files (the motion files first). Replaces the
+    open Blender file with a new empty one."""
+    motions = list(motions or [output / f"{video.stem}.npz"])
+    say("building the rig" if len(motions) == 1 else f"building {len(motions)} rigs")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    armature = importer.import_motion(bpy.context, motion, video=video)
+    armature = importer.import_motions(bpy.context, motions, video=video)[0]
+    motion = motions[0]
     exported = armature
     if rig is not None:
         say(f"retargeting onto {rig.path.name}")
         exported = retarget.retarget_from_blend(rig.path, rig.object_name, rig.mapping, armature, bpy.context.scene)
-    written = [motion, output / f"{video.stem}.blend"]
+    written = [*motions, output / f"{video.stem}.blend"]
     with atomic_path(written[-1]) as temp:
         bpy.ops.wm.save_as_mainfile(filepath=str(temp), copy=True, check_existing=False)
     for export in exports:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +42,7 @@ def _info(args: argparse.Namespace) -> int:
 class ProgressBar:
     """Progress on stderr: a bar redrawn in place on a terminal, a line per tenth otherwise."""
 
-    _LABELS = {"regress": "keypoints", "solve": "inverse kinematics"}
+    _LABELS = {"people": "people", "regress": "keypoints", "solve": "inverse kinematics"}
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr  # looked up now: the library-output redirect replaces it
@@ -79,17 +80,52 @@ def _summary(output: str, motion, solution) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from .body import BodyModel
-    from .pipeline import AnalyzeOptions, analyze
+    from .pipeline import AnalyzeOptions, analyze, analyze_people
 
     # Every setting is checked here, before the video is opened.
     options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
                              model_complexity=args.model_complexity, regressor=args.regressor,
-                             batch_size=args.batch_size, fps=args.fps)
+                             batch_size=args.batch_size, fps=args.fps, person=args.person)
     solve_options = SolveOptions(**_solve_changes(args))
     body = BodyModel(args.body) if args.body else None
+    if options.choice.mode == "all":
+        folder = Path(args.output)
+        if folder.suffix.lower() == ".npz" or folder.is_file():
+            raise ValueError(f"--person all writes one file per person: -o must be a folder, got {folder}")
+        with _library_output(args, str(folder / Path(args.video).stem)):
+            written = analyze_people(args.video, folder, options, solve_options, body, ProgressBar())
+        for output, motion, solution in written:
+            _summary(str(output), motion, solution)
+        return 0
     with _library_output(args, args.output):
         motion, solution = analyze(args.video, args.output, options, solve_options, body, ProgressBar())
     _summary(args.output, motion, solution)
+    return 0
+
+
+def _people(args: argparse.Namespace) -> int:
+    from .people import people_table
+    from .people.scan import scan_people, write_scan_sheet
+
+    with contextlib.ExitStack() as stack:
+        if args.sheet:
+            stack.enter_context(_library_output(args, args.sheet))
+        elif not args.verbose:  # no output file to put a log beside: the libraries' lines are dropped
+            stack.enter_context(library_output_to(Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                                                  / "people.log"))
+        scan = scan_people(args.video, args.start, args.end, args.fps, ProgressBar())
+        if args.sheet:
+            write_scan_sheet(args.video, scan, args.sheet, args.fps)
+    if args.json:
+        print(json.dumps(scan.as_json()))
+    else:
+        print(f"{len(scan.tracks)} people in frames {scan.start}-{scan.end - 1} of {args.video} "
+              f"(detector every {scan.step} frame(s)):")
+        for person in scan.as_json():
+            print(f"  person {person['id']}: {person['description']}, detected in {person['frames']} frames, "
+                  f"first box {person['box']}")
+        if not scan.tracks:
+            print(people_table(scan.tracks))
     return 0
 
 
@@ -199,8 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
                               "(frames are then timed by their number)")
     analyze.add_argument("--batch-size", type=int, default=None,
                          help="frames per network run of the onnx regressor (default: 64 on CUDA, 1 on the CPU)")
+    analyze.add_argument("--person", default="auto",
+                         help="whom to follow: auto (present longest), an id from `people`, X,Y (whose box holds "
+                              "that pixel in the first frame anyone is seen), or all (one file per person: -o is "
+                              "then a folder of VIDEO-STEM_personID.npz)")
     _add_solve_arguments(analyze)
     analyze.set_defaults(run=_analyze)
+
+    people = commands.add_parser("people", help="list the people in a video (ids for analyze --person)")
+    people.add_argument("video", help="video file")
+    people.add_argument("--start", type=float, default=None, help="first second to look at")
+    people.add_argument("--end", type=float, default=None, help="second to stop at")
+    people.add_argument("--fps", type=float, default=None, help="the video's real frame rate (see analyze)")
+    people.add_argument("--json", action="store_true",
+                        help="print a JSON list of {id, frames, first_frame, last_frame, box, description}")
+    people.add_argument("--sheet", default=None, help="write a contact sheet (PNG) with numbered boxes here")
+    people.add_argument("--verbose", action="store_true", help="show the libraries' own messages")
+    people.set_defaults(run=_people)
 
     export = commands.add_parser("export-onnx", help="write a HybrIK/IKOL ResNet-34 checkpoint as ONNX")
     export.add_argument("--checkpoint", required=True, help="the released .pth checkpoint (downloaded yourself)")

@@ -1,9 +1,13 @@
 """The engine's two jobs: ``analyze`` (video to motion file) and ``refine`` (motion file to motion file).
 
-``analyze`` streams the video through the regressor, then hands the keypoints to
-:mod:`.track`; ``refine`` re-runs only the latter from the keypoints a motion file
-keeps, so changing IK settings never needs the video or the network again. Both write
-their result atomically: an interrupted run leaves any previous file as it was.
+``analyze`` first finds everyone in the video (:mod:`.people`: detected, tracked, one
+id each) and picks the person to follow (``AnalyzeOptions.person``); it then streams
+the video through the regressor on that person's region only, so nobody else can
+take over, and hands the keypoints to :mod:`.track`. ``person="all"`` does this once per
+person (:func:`analyze_people`). ``refine`` re-runs only the track stage from the
+keypoints a motion file keeps, so changing IK settings never needs the video or the
+network again. Every result is written atomically: an interrupted run leaves any
+previous file as it was.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from .common.devices import resolve_device
 from .ik.solver import default_body
 from .motion import Motion, file_sha256, read_motion, write_motion
 from .observations import Observations
+from .people import PersonChoice, Track, parse_person, select_people
+from .people.follow import FollowPlan, keep_chosen, spread
+from .people.scan import PeopleScan, scan_people
 from .regressors import create_regressor, layout_for
 from .regressors.base import KeypointFrames
 from .track.options import Progress, SolveOptions, TrackError
@@ -49,6 +56,10 @@ class AnalyzeOptions:
         fps: the video's real frame rate, for a container that states a broken one
             (frames are then timed ``index / fps``); None: the container's rate and
             the decoder's timestamps.
+        person: whom to follow: ``auto`` (present longest; ties: the larger), a person
+            id from ``ikol-engine people``, ``X,Y`` (whose box holds that pixel in the
+            first frame anyone is seen), or ``all`` (:func:`analyze_people`); see
+            :mod:`.people.selection`.
 
     Every value is checked on construction, before any frame is decoded.
     """
@@ -60,6 +71,7 @@ class AnalyzeOptions:
     regressor: str = "blazepose"
     batch_size: int | None = None
     fps: float | None = None
+    person: str = "auto"
 
     def __post_init__(self) -> None:
         for label, value in (("start", self.start_s), ("end", self.end_s)):
@@ -77,6 +89,13 @@ class AnalyzeOptions:
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool)
                                             or self.batch_size < 1):
             raise ValueError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.person, str):
+            raise ValueError(f"person must be a string (auto, all, an id or X,Y), got {self.person!r}")
+        parse_person(self.person)
+
+    @property
+    def choice(self) -> PersonChoice:
+        return parse_person(self.person)
 
 
 @dataclass(frozen=True)
@@ -96,12 +115,14 @@ class VideoRead:
 
 
 def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
-                  progress: Progress | None = None) -> tuple[Observations, VideoRead]:
+                  progress: Progress | None = None, follow: FollowPlan | None = None) -> tuple[Observations, VideoRead]:
     """Runs the regressor over the chosen frames of a video, streaming them.
 
-    The regressor is built before the first frame is decoded, so a bad regressor
-    setting is refused at once. A video that ends before its container said is
-    analysed as far as it decodes, with a warning on the ``ikol_engine`` logger.
+    With ``follow``, the regressor sees only the followed person's region, in the frames
+    of their track (:mod:`.people.follow`); other frames are gaps. The regressor is built
+    before the first frame is decoded, so a bad regressor setting is refused at once. A
+    video that ends before its container said is analysed as far as it decodes, with a
+    warning on the ``ikol_engine`` logger.
 
     Raises:
         VideoError: the video is missing, unreadable, states an implausible frame rate
@@ -112,7 +133,8 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
     parts: list[KeypointFrames] = []
     indices: list[int] = []
     times: list[float] = []
-    batch: list = []
+    rows: list[int] = []  # positions in the clip of the frames regressed
+    batch: list[tuple[int, np.ndarray]] = []  # (frame index, image) for the next network run
     with create_regressor(options.regressor, model_complexity=options.model_complexity,
                           batch_size=options.batch_size) as regressor:
         info = probe(video, options.fps)
@@ -122,23 +144,32 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
         per_call = getattr(regressor, "batch_size", 1)  # backends that batch say how many frames they take
 
         def regress() -> None:
-            parts.append(regressor([f.image for f in batch]))
-            indices.extend(f.index for f in batch)
-            times.extend(f.time_s for f in batch)
+            found = regressor([image for _, image in batch])
+            if follow is not None:
+                found = keep_chosen(follow, np.array([index for index, _ in batch]), found)
+            parts.append(found)
             batch.clear()
-            report("regress", len(indices), total)
 
         for frame in iter_frames(video, start, end, options.stride, fps=options.fps):
-            batch.append(frame)
-            if len(batch) == per_call:
-                regress()
+            indices.append(frame.index)
+            times.append(frame.time_s)
+            if follow is None or follow.covers(frame.index):
+                rows.append(len(indices) - 1)
+                image = frame.image if follow is None else follow.view(frame.index, frame.image)
+                batch.append((frame.index, image))
+                if len(batch) == per_call:
+                    regress()
+            report("regress", len(indices), total)
         if batch:
             regress()
+        names = regressor.keypoint_names
     read = VideoRead(frames_promised=total, frames_decoded=len(indices))
     if read.truncated:
         log.warning(f"{Path(video).name}: the container promised {read.frames_promised} frames here but only "
                     f"{read.frames_decoded} decoded (cut off or damaged); analysed those {read.frames_decoded}")
-    frames = KeypointFrames.concatenate(parts)
+    frames = KeypointFrames.concatenate(parts) if parts else _nobody(names, 0)
+    if follow is not None:
+        frames = spread(frames, np.asarray(rows, dtype=np.int64), len(indices))
     observed = Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
                             image=frames.image_keypoints, detected=frames.detected,
                             frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
@@ -146,6 +177,27 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
                             twist_confidence=frames.twist_confidence, betas=frames.betas,
                             frame_times=np.asarray(times, dtype=np.float64))
     return observed, read
+
+
+def _nobody(names: tuple[str, ...], count: int) -> KeypointFrames:
+    """``count`` frames without a person."""
+    r = len(names)
+    return KeypointFrames(names, np.zeros((count, r, 3)), np.zeros((count, r)), np.zeros((count, r, 2)),
+                          np.zeros(count, bool))
+
+
+def find_people(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
+                progress: Progress | None = None) -> tuple[PeopleScan, list[Track]]:
+    """Everyone in the analysed part of the video, and whom ``options.person`` picks.
+
+    Raises:
+        TrackError: nobody was found at all ("no person was found", as for a blank video).
+        PeopleError: the pick matches nobody (its message lists the people found).
+    """
+    scan = scan_people(video, options.start_s, options.end_s, options.fps, progress)
+    if not scan.tracks:
+        raise TrackError("no person was found in any frame (the person detector found nobody)")
+    return scan, select_people(scan.tracks, options.choice)
 
 
 def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
@@ -158,16 +210,56 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     keypoint pass to be refused. The run's options record how the video decoded
     (``options["video"]``: frames promised and decoded, the rate and where it came from).
     """
+    if options.choice.mode == "all":
+        raise ValueError("person 'all' writes one file per person: use analyze_people")
     video = Path(video)
     resolve_device(solve_options.device)
-    track, read = regress_video(video, options, progress)
+    scan, [person] = find_people(video, options, progress)
+    return _analyze_person(video, output, options, solve_options, body, progress, scan, person)
+
+
+def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
+                   solve_options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
+                   progress: Progress | None = None) -> list[tuple[Path, Motion, Solution]]:
+    """One motion file per person the choice picks (everyone for ``all``), written to
+    ``folder / <video stem>_person<ID>.npz``; returns (path, motion, solution) each.
+
+    The video's people are found once; each person is then regressed and solved on
+    their own, so the cost grows linearly with the number of people. A person who
+    turns out to have no solvable frame is skipped with a warning, unless nobody has one.
+    """
+    video, folder = Path(video), Path(folder)
+    resolve_device(solve_options.device)
+    scan, people = find_people(video, options, progress)
+    written, failures = [], []
+    for person in people:
+        output = folder / f"{video.stem}_person{person.id}.npz"
+        try:
+            written.append((output, *_analyze_person(video, output, options, solve_options, body, progress,
+                                                     scan, person)))
+        except TrackError as error:  # a brief or hidden person: the others still count
+            failures.append(f"person {person.id}: {error}")
+            log.warning(f"{video.name}: person {person.id} skipped: {error}")
+    if not written:
+        raise TrackError("no person could be solved: " + "; ".join(failures))
+    return written
+
+
+def _analyze_person(video: Path, output: str | Path, options: AnalyzeOptions, solve_options: SolveOptions,
+                    body: BodyModel | None, progress: Progress | None, scan: PeopleScan,
+                    person: Track) -> tuple[Motion, Solution]:
+    plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
+    track, read = regress_video(video, options, progress, follow=plan)
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress)
     run = {"analyze": dataclasses.asdict(options), "solve": dataclasses.asdict(solve_options),
            "image_size": list(track.image_size), "result": solution.info,
            "video": {"frames_promised": read.frames_promised, "frames_decoded": read.frames_decoded,
-                     "fps": track.fps * options.stride, "fps_given": options.fps is not None}}
+                     "fps": track.fps * options.stride, "fps_given": options.fps is not None},
+           "person": {"id": person.id, "choice": options.person, "found": [t.id for t in scan.tracks],
+                      "detected_frames": len(person.frames), "detection_step": scan.step}}
     motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
-                     source_video=video.name, source_sha256=file_sha256(video))
+                     source_video=video.name, source_sha256=file_sha256(video),
+                     person_boxes=plan.boxes_over(track.frame_indices))
     write_motion(output, motion)
     return motion, solution
 
@@ -200,7 +292,7 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
                                   shape=old.betas)
     run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
     motion = _motion(track, solution, body or default_body(), run, regressor_name=old.regressor_name,
-                     source_video=old.source_video, source_sha256=old.source_sha256)
+                     source_video=old.source_video, source_sha256=old.source_sha256, person_boxes=old.person_boxes)
     write_motion(output, motion)
     return motion, solution
 
@@ -221,7 +313,7 @@ def _regressor_name(options: AnalyzeOptions) -> str:
 
 
 def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[str, Any], *, regressor_name: str,
-            source_video: str, source_sha256: str) -> Motion:
+            source_video: str, source_sha256: str, person_boxes: np.ndarray | None) -> Motion:
     betas = torch.from_numpy(solution.betas)[None]
     identity = torch.eye(3).expand(1, skeleton.NUM_JOINTS, 3, 3)
     mesh = body.vertices(identity, betas, torch.zeros(1, 3))[0].detach().numpy()
@@ -235,4 +327,5 @@ def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[
         regressor_keypoint_names=np.array(track.names), regressor_keypoints=track.keypoints,
         regressor_confidence=track.confidence, image_keypoints=track.image, options=run,
         source_video=source_video, source_sha256=source_sha256, engine_version=__version__,
-        regressor_twist=track.twist, regressor_twist_confidence=track.twist_confidence, regressor_betas=track.betas)
+        regressor_twist=track.twist, regressor_twist_confidence=track.twist_confidence, regressor_betas=track.betas,
+        person_boxes=person_boxes)

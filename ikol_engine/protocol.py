@@ -62,6 +62,20 @@ class Refine:
 
 
 @dataclass(frozen=True)
+class People:
+    """Everyone in a video, with ids for ``options.person`` (:func:`ikol_engine.people.scan.scan_people`).
+
+    ``options`` holds the part of the video (``start_s``, ``end_s``) and ``fps``; ``sheet``
+    is where to write a numbered contact sheet (PNG), if anywhere.
+    """
+
+    id: RequestId
+    video: str
+    options: AnalyzeOptions
+    sheet: str | None
+
+
+@dataclass(frozen=True)
 class Cancel:
     """Stop the running or queued job whose id is ``target``."""
 
@@ -84,8 +98,8 @@ class Shutdown:
     id: RequestId
 
 
-Request = Analyze | Refine | Cancel | Info | Shutdown
-Job = Analyze | Refine
+Request = Analyze | Refine | People | Cancel | Info | Shutdown
+Job = Analyze | Refine | People
 
 _MISSING = object()
 
@@ -174,6 +188,18 @@ def _analyze(request_id: RequestId, params: _Params) -> Analyze:
     return request
 
 
+def _people(request_id: RequestId, params: _Params) -> People:
+    video = params.take("video", str)
+    options = {key: params.take(key, float | None, None) for key in ("start_s", "end_s", "fps")}
+    try:
+        checked = AnalyzeOptions(**options)
+    except ValueError as error:
+        raise BadRequest(f"people: {error}") from None
+    request = People(request_id, video=video, options=checked, sheet=params.take("sheet", str | None, None))
+    params.done()
+    return request
+
+
 def _refine(request_id: RequestId, params: _Params) -> Refine:
     motion = params.take("motion", str)
     # No output: the motion file is replaced (atomically, so it is never half-written).
@@ -200,7 +226,8 @@ def _shutdown(request_id: RequestId, params: _Params) -> Shutdown:
     return Shutdown(request_id)
 
 
-_PARSERS = {"analyze": _analyze, "refine": _refine, "cancel": _cancel, "info": _info, "shutdown": _shutdown}
+_PARSERS = {"analyze": _analyze, "refine": _refine, "people": _people, "cancel": _cancel, "info": _info,
+            "shutdown": _shutdown}
 
 
 def _checked(value: Any, kind: Any, where: str) -> Any:
@@ -273,7 +300,8 @@ def mean_residual_mm(motion: Motion) -> float:
 def job_result(output: str, motion: Motion, solution: Solution) -> dict[str, Any]:
     """The fields of an analyze or refine ``result`` event (the server adds the run time)."""
     return {"output": output, "frames": int(len(motion.valid)), "valid": int(np.count_nonzero(motion.valid)),
-            "fps": float(motion.fps), "residual_mm": mean_residual_mm(motion), "info": solution.info}
+            "fps": float(motion.fps), "residual_mm": mean_residual_mm(motion), "info": solution.info,
+            "person": motion.options.get("person", {}).get("id")}
 
 
 class ProgressThrottle:

@@ -23,8 +23,12 @@ echoed in every event about that request. Unknown parameters are refused.
   Every option is checked as the request is read, and the device and the body file
   before the job is queued, so a bad one is answered at once with an ``error`` event,
   never after the video's frames.
+  ``options.person`` picks whom to follow (``auto``, an id, ``"X,Y"``, or ``all``: then
+  ``output`` is a folder and the result lists one file per person under ``people``).
 * ``refine``: ``motion``, ``output`` (default: replace ``motion``), ``solve`` (the fields
   to change; the others stay as the run that wrote ``motion`` had them), ``body``.
+* ``people``: ``video``, ``start_s``, ``end_s``, ``fps`` (optional), ``sheet`` (optional
+  PNG path for a numbered contact sheet): everyone found, with the ids ``person`` takes.
 * ``cancel``: ``target``, the id of a running or queued analyze/refine.
 * ``info``: ``device`` (optional, default "auto"): versions, device, GPU, what runs.
 * ``shutdown``: cancel all jobs, answer, exit with code 0.
@@ -35,8 +39,8 @@ Events
 
 * ``ready`` (id null, first line): ``protocol`` (:data:`~ikol_engine.protocol.PROTOCOL_VERSION`)
   and the same fields as an info result.
-* ``progress``: ``stage`` ("regress": frames through the keypoint network; "solve": IK
-  passes), ``done``, ``total``. At most about 20 a second per job; a stage's first
+* ``progress``: ``stage`` ("people": frames searched for people; "regress": frames
+  through the keypoint network; "solve": IK passes), ``done``, ``total``. At most about 20 a second per job; a stage's first
   and last report are always sent.
 * ``log``: ``level`` ("info", "warning", "error", "critical"), ``message``: Python warnings
   raised during a job, and notes such as a job waiting in the queue.
@@ -44,7 +48,10 @@ Events
   ``frames``, ``valid`` (frames with a pose), ``fps``, ``residual_mm`` (mean IK residual
   over valid frames), ``seconds`` (the job's run time), ``info`` (what the solve found:
   detected, interpolated, held, swapped, dropouts, floor); refine also
-  ``previous_residual_mm``, the source file's. An analyze whose video ended before its
+  ``previous_residual_mm``, the source file's; analyze also ``person`` (the followed
+  person's id). people: ``people`` (a list of ``id``, ``frames``, ``first_frame``,
+  ``last_frame``, ``box``, ``description``), ``frames`` ([start, end)),
+  ``detection_step``, ``image_size``, ``sheet``. An analyze whose video ended before its
   container said sends a ``log`` warning first, and its ``info`` has ``rejected``: the
   detections not taken as a person (too small, unsure or brief). cancel: ``target`` and ``state``
   ("running" or "queued"). info: see ``ready``. shutdown: ``{}``.
@@ -93,7 +100,8 @@ from .body import BodyModel
 from .common.devices import resolve_device
 from .ik.solver import default_body, solve
 from .motion import read_motion
-from .pipeline import analyze, refine
+from .people.scan import scan_people, write_scan_sheet
+from .pipeline import analyze, analyze_people, refine
 from .protocol import BAD_INPUT, BAD_REQUEST, CANCELLED, INTERNAL, BadRequest, RequestId
 from .regressors.base import RegressorError
 
@@ -190,7 +198,7 @@ class Server:
             return False
 
     def _dispatch(self, request: protocol.Request) -> bool:
-        if isinstance(request, (protocol.Analyze, protocol.Refine)):
+        if isinstance(request, (protocol.Analyze, protocol.Refine, protocol.People)):
             self._enqueue(request)
         elif isinstance(request, protocol.Cancel):
             self._cancel(request)
@@ -229,6 +237,8 @@ class Server:
         Raises:
             ValueError: naming the device or the file.
         """
+        if isinstance(request, protocol.People):
+            return
         device = request.solve.device if isinstance(request, protocol.Analyze) else request.solve.get("device")
         if device is not None:
             resolve_device(device)
@@ -302,6 +312,8 @@ class Server:
         try:
             if isinstance(request, protocol.Analyze):
                 result = self._analyze(request, self._progress(job))
+            elif isinstance(request, protocol.People):
+                result = self._people(request, self._progress(job))
             else:
                 result = self._refine(request, self._progress(job))
         except Cancelled:
@@ -316,9 +328,22 @@ class Server:
         return "result", {**result, "seconds": time.perf_counter() - started}
 
     def _analyze(self, request: protocol.Analyze, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+        if request.options.choice.mode == "all":  # output is a folder; one file per person
+            written = analyze_people(request.video, request.output, request.options, request.solve,
+                                     self._body(request.body), progress)
+            return {"output": request.output,
+                    "people": [protocol.job_result(str(path), motion, solution) for path, motion, solution in written]}
         motion, solution = analyze(request.video, request.output, request.options, request.solve,
                                    self._body(request.body), progress)
         return protocol.job_result(request.output, motion, solution)
+
+    def _people(self, request: protocol.People, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+        options = request.options
+        scan = scan_people(request.video, options.start_s, options.end_s, options.fps, progress)
+        if request.sheet is not None:
+            write_scan_sheet(request.video, scan, request.sheet, options.fps)
+        return {"people": scan.as_json(), "frames": [scan.start, scan.end], "detection_step": scan.step,
+                "image_size": [scan.info.width, scan.info.height], "sheet": request.sheet}
 
     def _refine(self, request: protocol.Refine, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
         # Read first: an in-place refine replaces the file whose residual the client shows as "before".

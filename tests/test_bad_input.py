@@ -185,7 +185,7 @@ def test_the_samples_person_is_kept_in_every_detected_frame(demo: Path) -> None:
 
 
 # Lines the CLI itself writes on stderr: progress, warnings and errors.
-OUR_LINES = re.compile(r"(keypoints|inverse kinematics): \d+/\d+ \(\d+%\)|ikol-engine: (warning|error): .+")
+OUR_LINES = re.compile(r"(people|keypoints|inverse kinematics): \d+/\d+ \(\d+%\)|ikol-engine: (warning|error): .+")
 
 
 def test_cut_off_video_is_said_and_recorded_and_stderr_is_ours(demo: Path, tmp_path: Path) -> None:

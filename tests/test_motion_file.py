@@ -94,7 +94,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         "test-regressor", "clip.mp4", "ab" * 32)
     assert back.engine_version == __version__
     with np.load(path, allow_pickle=False) as archive:
-        assert int(archive["schema_version"]) == SCHEMA_VERSION == 2
+        assert int(archive["schema_version"]) == SCHEMA_VERSION == 3
     assert partial_files(tmp_path) == []
 
 
@@ -109,6 +109,21 @@ def test_frame_times_round_trip_and_older_files_time_frames_by_index(tmp_path: P
     old = read_motion(path)
     assert old.frame_times is None
     assert np.array_equal(old.times, motion.frame_indices / motion.fps)
+
+
+def test_person_boxes_round_trip_and_older_files_have_none(tmp_path: Path) -> None:
+    motion = random_motion()
+    boxes = np.random.default_rng(4).uniform(0, 1000, (T, 4))
+    boxes[:5] = np.nan  # before the followed person's track starts
+    back = read_motion(write_motion(tmp_path / "person.npz", dataclasses.replace(motion, person_boxes=boxes)))
+    assert back.person_boxes.dtype == np.float32
+    assert np.array_equal(back.person_boxes, boxes.astype(np.float32), equal_nan=True)
+    # A schema-2 file (written before people were followed) still reads, with no boxes.
+    path = write_motion(tmp_path / "old.npz", motion)
+    rewrite(path, schema_version=np.array(2))
+    assert read_motion(path).person_boxes is None
+    with pytest.raises(MotionFileError, match="person_boxes"):
+        write_motion(tmp_path / "bad.npz", dataclasses.replace(motion, person_boxes=boxes[:, :3]))
 
 
 def test_arrays_are_cast_to_the_schema_dtypes(tmp_path: Path) -> None:
@@ -175,8 +190,8 @@ READ_FAULTS = {
     "truncated": (_truncated, ["truncated"]),
     "corrupt member": (_corrupt, ["truncated or corrupt"]),
     "foreign npz": (_foreign, ["not an IKOL motion file", "weights"]),
-    "newer schema": (_rewritten(schema_version=np.array(3)),
-                     ["written by a newer IKOL engine (schema 3, this engine reads up to 2); "
+    "newer schema": (_rewritten(schema_version=np.array(4)),
+                     ["written by a newer IKOL engine (schema 4, this engine reads up to 3); "
                       "update the engine"]),
     "missing rotations": (_rewritten(rotations=None), ["missing keys: rotations"]),
     "wrong rotations shape": (_rewritten(rotations=_ROTATIONS[..., :3]),

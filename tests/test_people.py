@@ -13,14 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ikol_engine.people.crop import (
-    crop_image,
-    crop_regions,
-    crop_to_image,
-    follow_boxes,
-    image_to_crop,
-    smooth,
-)
+from ikol_engine.people.boxes import follow_boxes
 from ikol_engine.people.detector import (
     Detections,
     PersonDetector,
@@ -164,16 +157,18 @@ def test_jumper_is_one_track_over_the_whole_clip(demo_tracks):
     assert steps.max() < 0.35
 
 
-def test_crop_regions_keep_the_jumper_in_every_marked_frame(demo_tracks):
-    # Every frame of his span, missed ones interpolated, then padded and smoothed.
+def test_followed_boxes_hold_the_jumper_in_every_marked_frame(demo_tracks):
+    # Every frame of his span, the frames between detections interpolated.
     jumper = select_people(demo_tracks, parse_person("auto"))[0]
     frames = np.arange(jumper.first_frame, jumper.last_frame + 1)
-    regions = crop_regions(follow_boxes(jumper, frames))
+    boxes = follow_boxes(jumper, frames)
     for index, people in TORSO_POINTS.items():
         if index > jumper.last_frame:
             continue
-        in_crop = image_to_crop(np.array([people["jumper"]], float), regions[index - frames[0]])
-        assert np.all((in_crop > 0.15) & (in_crop < 0.85)), (index, in_crop)
+        x0, y0, x1, y1 = boxes[index - frames[0]]
+        # Where in his box the mark is: 0..1 across it.
+        u, v = (people["jumper"][0] - x0) / (x1 - x0), (people["jumper"][1] - y0) / (y1 - y0)
+        assert 0.15 < u < 0.85 and 0.15 < v < 0.85, (index, u, v)
 
 
 def test_walker_is_one_other_track(demo_tracks):
@@ -281,7 +276,7 @@ def test_tracker_rejects_frames_out_of_order():
         track_detections([3, 2], [_detections([]), _detections([])])
 
 
-# --- crop ---------------------------------------------------------------------------
+# --- boxes between detections --------------------------------------------------------
 
 
 def _track(track_id: int, frames: list[int], boxes: list[list[float]]) -> Track:
@@ -297,55 +292,6 @@ def test_follow_boxes_interpolates_missed_frames():
     np.testing.assert_allclose((boxes[:, 0] + boxes[:, 2]) / 2, [100, 110, 120, 130, 140])
     with pytest.raises(ValueError, match="frames 10-14"):
         follow_boxes(track, np.array([9]))
-
-
-def test_smoothing_removes_jitter_without_lag():
-    rng = np.random.default_rng(0)
-    line = np.linspace(0, 100, 200)[:, None]
-    noisy = line + rng.normal(0, 3, line.shape)
-    smoothed = smooth(noisy, 0.8)
-    assert np.std(smoothed - line) < 0.5 * np.std(noisy - line)
-    # Forward and backward passes cancel each other's lag on a ramp, away from the ends.
-    assert abs(np.mean((smoothed - line)[20:-20])) < 0.5
-    np.testing.assert_array_equal(smooth(noisy, 0.0), noisy)
-
-
-def test_crop_regions_are_padded_squares():
-    boxes = np.array([[100, 50, 200, 350]] * 5, float)  # 100 wide, 300 tall
-    regions = crop_regions(boxes, padding=1.25)
-    np.testing.assert_allclose(regions, np.tile([150, 200, 375], (5, 1)))
-
-
-def test_landmarks_round_trip_between_crop_and_frame():
-    rng = np.random.default_rng(1)
-    region = np.array([412.3, 288.9, 301.7])
-    points = rng.uniform(300, 500, (33, 2))
-    in_crop = image_to_crop(points, region)
-    np.testing.assert_allclose(crop_to_image(in_crop, region), points, atol=1e-9)
-    # z is on x's scale: a depth of 0.1 crop widths is 0.1 * side pixels.
-    xyz = np.concatenate([in_crop, np.full((33, 1), 0.1)], axis=1)
-    np.testing.assert_allclose(crop_to_image(xyz, region)[:, 2], 0.1 * region[2])
-    # Batched regions, one per frame.
-    regions = np.stack([region, region + [10, -5, 20]])
-    batch = crop_to_image(np.stack([in_crop, in_crop]), regions)
-    np.testing.assert_allclose(batch[0], points, atol=1e-9)
-
-
-def test_crop_image_puts_a_frame_point_where_the_mapping_says():
-    # A smooth blob centred at frame position (530.25, 270.75), edge-based pixel coords.
-    height, width = 600, 900
-    y, x = np.mgrid[0:height, 0:width] + 0.5
-    blob = np.exp(-((x - 530.25) ** 2 + (y - 270.75) ** 2) / (2 * 6.0**2))
-    image = np.repeat((blob * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-    region = np.array([500.0, 300.0, 160.0])
-    size = 256
-    crop = crop_image(image, region, size)[..., 0].astype(float)
-    cy, cx = np.mgrid[0:size, 0:size] + 0.5
-    found = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum() / size
-    expected = image_to_crop(np.array([[530.25, 270.75]]), region)[0]
-    np.testing.assert_allclose(found * region[2], expected * region[2], atol=0.05)  # frame px
-    # Outside the frame the crop is black.
-    assert crop_image(image, np.array([10.0, 10.0, 100.0]), 50)[:20, :20].max() == 0
 
 
 # --- selection ----------------------------------------------------------------------

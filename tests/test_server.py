@@ -175,9 +175,10 @@ def test_analyze_reports_progress_then_one_result(analysed) -> None:
     progress = [e for e in events if e["event"] == "progress"]
     assert len(progress) == len(events) - 1
     stages = [e["stage"] for e in progress]
-    assert stages == sorted(stages, key=["regress", "solve"].index)  # regress, then solve
-    # Per stage: one total, done rising from 0 to it (frames for regress; IK passes for solve).
-    for stage, expected_total in (("regress", int(END_S * 30)), ("solve", None)):
+    order = ["people", "regress", "solve"]
+    assert stages == sorted(stages, key=order.index) and set(stages) == set(order)  # people, regress, solve
+    # Per stage: one total, done rising from 0 to it (frames for people and regress; IK passes for solve).
+    for stage, expected_total in (("people", int(END_S * 30)), ("regress", int(END_S * 30)), ("solve", None)):
         reports = [(e["done"], e["total"]) for e in progress if e["stage"] == stage]
         done, totals = [d for d, _ in reports], {t for _, t in reports}
         assert done == sorted(done) and done[0] == 0 and done[-1] == reports[-1][1]
@@ -192,6 +193,39 @@ def test_analyze_reports_progress_then_one_result(analysed) -> None:
     assert result["residual_mm"] == pytest.approx(float(np.mean(motion.residual_mm[motion.valid])), abs=1e-3)
     assert 0 < result["residual_mm"] < 50 and result["seconds"] > 0
     assert motion.rotations.shape == (30, 24, 4) and motion.options["analyze"]["end_s"] == END_S
+
+
+def test_people_request_lists_everyone_and_writes_a_sheet(engine) -> None:
+    sheet = engine.directory / "people.png"
+    mark = engine.send({"id": "p1", "type": "people", "video": str(samples.demo_video()), "end_s": 2.0,
+                        "sheet": str(sheet)})
+    events = engine.finish("p1", mark)
+    result = events[-1]
+    assert result["event"] == "result", result
+    assert {e["stage"] for e in events if e["event"] == "progress"} == {"people"}
+    assert result["frames"] == [0, 60] and result["image_size"] == [1768, 994] and result["sheet"] == str(sheet)
+    # In the first two seconds: the jumper throughout, the walker from about frame 40.
+    ids = [person["id"] for person in result["people"]]
+    assert ids == list(range(1, len(ids) + 1)) and len(ids) == 2
+    assert result["people"][0]["first_frame"] == 0 and result["people"][1]["first_frame"] >= 30
+    assert sheet.is_file() and sheet.stat().st_size > 10_000
+    bad = engine.request({"id": "p2", "type": "people", "video": str(samples.demo_video()), "end_s": -1})
+    assert bad["event"] == "error" and bad["kind"] == "bad_request" and "end" in bad["message"]
+
+
+def test_analyze_all_writes_a_file_per_person_and_a_bad_pick_is_refused_at_once(engine, analysed) -> None:
+    folder = engine.directory / "everyone"
+    result = engine.request({"id": "all1", "type": "analyze", "video": str(samples.demo_video()),
+                             "output": str(folder), "options": {"end_s": 2.0, "person": "all"},
+                             "solve": {"device": "cpu"}})
+    assert result["event"] == "result", result
+    assert [Path(p["output"]).name for p in result["people"]] == ["demo_person1.npz", "demo_person2.npz"]
+    assert [p["person"] for p in result["people"]] == [1, 2]
+    assert sorted(os.listdir(folder)) == ["demo_person1.npz", "demo_person2.npz"]
+    assert analysed[0][-1]["person"] == 1  # one person followed by default: the longest present
+    refused = engine.request({"id": "all2", "type": "analyze", "video": str(samples.demo_video()),
+                              "output": str(folder / "x.npz"), "options": {"person": "the tall one"}})
+    assert refused["event"] == "error" and refused["kind"] == "bad_request" and "person" in refused["message"]
 
 
 def test_refine_reports_before_and_after(engine, analysed) -> None:

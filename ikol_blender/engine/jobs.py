@@ -21,7 +21,10 @@ from .client import EXIT_EVENT, EngineClient, EngineGone
 from .link import remove_partial_files
 
 # Share of the progress bar each stage fills: the keypoint network is most of an analysis.
-_STAGE_SPANS = {"analyze": {"regress": (0.0, 0.9), "solve": (0.9, 1.0)}, "refine": {"solve": (0.0, 1.0)}}
+# An analyze first finds everyone in the video, which takes about half as long as the
+# keypoints of the followed person.
+_STAGE_SPANS = {"analyze": {"people": (0.0, 0.3), "regress": (0.3, 0.9), "solve": (0.9, 1.0)},
+                "refine": {"solve": (0.0, 1.0)}, "people": {"people": (0.0, 1.0)}}
 
 
 class JobPhase(enum.Enum):
@@ -41,14 +44,14 @@ class EngineJob:
     """One request and what its events said.
 
     Attributes:
-        kind: "analyze" or "refine"; request_id: the id it was sent with.
+        kind: "analyze", "refine" or "people"; request_id: the id it was sent with.
         fraction: progress 0..1 over the whole job; stage: the engine's current stage.
         message: the error for FAILED, else the latest log line.
         result: the ``result`` event's fields once SUCCEEDED.
         cancel_requested: a cancel was sent; a result that still arrives is then not
             wanted (the engine finished before it saw the cancel).
         output: the file the engine writes for this job (a refine without ``output``
-            rewrites its ``motion``), if any.
+            rewrites its ``motion``; a people request writes its ``sheet``), if any.
     """
 
     kind: str
@@ -117,7 +120,7 @@ class EngineSession:
     jobs: dict[int, EngineJob] = field(default_factory=dict)
 
     def submit(self, kind: str, **parameters: Any) -> EngineJob:
-        """Sends an analyze or refine request (starting the engine if needed) -> its job.
+        """Sends an analyze, refine or people request (starting the engine if needed) -> its job.
 
         Raises:
             EngineGone: the engine cannot be started or took no request.
@@ -125,7 +128,7 @@ class EngineSession:
         """
         client = self._started()
         job = EngineJob(kind, client.send(kind, **parameters),
-                        output=parameters.get("output") or parameters.get("motion"))
+                        output=parameters.get("output") or parameters.get("motion") or parameters.get("sheet"))
         self.jobs[job.request_id] = job
         return job
 

@@ -39,6 +39,8 @@ ENGINE_PYTHON_LABEL = "Engine Python"
 MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 170.0
 MIN_FPS, MAX_FPS = 1.0, 1000.0
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+#: ``--person``: auto, all, an id from 1, or a pixel X,Y (the engine's rule, ikol_engine.people.selection).
+_PERSON = re.compile(r"\s*(auto|all|0*[1-9]\d*|[-+]?\d+(\.\d*)?\s*,\s*[-+]?\d+(\.\d*)?)\s*", re.IGNORECASE)
 _KEPT_LINES = 20
 _TERMINATE_GRACE_S = 5.0
 _PROBE_TIMEOUT_S = 60.0
@@ -106,6 +108,7 @@ class AnalyzeOptions:
     fov: float | None = None
     model_complexity: int | None = None
     fps: float | None = None
+    person: str | None = None
 
     def check(self) -> None:
         """The engine's own rules for these options, checked without starting it.
@@ -126,12 +129,23 @@ class AnalyzeOptions:
             raise ValueError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {self.fps}")
         if self.device is not None and _DEVICE_NAME.fullmatch(self.device) is None:
             raise ValueError(f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        check_person(self.person)
 
     def arguments(self) -> list[str]:
         flags = {"--start": self.start, "--end": self.end, "--iterations": self.iterations,
                  "--device": self.device, "--fov": self.fov, "--model-complexity": self.model_complexity,
-                 "--fps": self.fps}
+                 "--fps": self.fps, "--person": self.person}
         return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
+
+
+def check_person(person: str | None) -> None:
+    """``--person``'s form, checked without the engine (None: the engine's default, auto).
+
+    Raises:
+        ValueError: not auto, all, a person id (1, 2, ...) or a pixel X,Y.
+    """
+    if person is not None and _PERSON.fullmatch(person) is None:
+        raise ValueError(f"--person must be auto, all, a person id (1, 2, ...) or a pixel X,Y; got {person!r}")
 
 
 def check_device(engine: Engine, device: str | None) -> None:

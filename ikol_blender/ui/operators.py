@@ -1,6 +1,6 @@
-"""Operators: import a video, refine a rig, restart the engine.
+"""Operators: find the people in a video, import it, refine a rig, restart the engine.
 
-Import and Refine run modally: a timer ticks their task (:mod:`.tasks`) while Blender
+Detect People, Import and Refine run modally: a timer ticks their task (:mod:`.tasks`) while Blender
 stays responsive, the status bar and the IKOL panel show progress, and Esc cancels. In
 background mode, or called where no window exists, modal code never runs: they then
 wait for the engine in place (the headless path is synchronous).
@@ -15,9 +15,9 @@ from .. import settings
 from ..engine.client import EngineClient, EngineGone
 from ..engine.devices import DEVICE_ITEMS
 from ..engine.jobs import EngineSession
-from ..engine.process import EngineUnavailable, resolve_engine
+from ..engine.process import EngineUnavailable, check_person, resolve_engine
 from ..scene.importer import MOTION_PROPERTY
-from .tasks import ImportVideoTask, Outcome, RefineTask, motion_path
+from .tasks import DetectPeopleTask, ImportVideoTask, Outcome, RefineTask, motion_path
 
 VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
 TICK_S = 0.1
@@ -67,7 +67,7 @@ class _EngineTaskOperator:
 
     kind = ""
 
-    def run(self, context: bpy.types.Context, task: ImportVideoTask | RefineTask) -> set[str]:
+    def run(self, context: bpy.types.Context, task: DetectPeopleTask | ImportVideoTask | RefineTask) -> set[str]:
         if self.kind in RUNNING:
             self.report({"ERROR"}, f"an IKOL {self.kind} is already running; wait for it or press Esc")
             return {"CANCELLED"}
@@ -151,6 +151,10 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
     fps: bpy.props.FloatProperty(name="Frame rate", min=0.0, max=1000.0, default=0.0,
                                  description="The video's real frame rate, for a file whose container states a "
                                              "wrong one; 0 uses the container's")
+    person: bpy.props.StringProperty(
+        name="Person", default="auto",
+        description="Whom to follow: auto (present longest), a number from Detect People, X,Y (whose box holds "
+                    "that pixel in the first frame anyone is seen), or all (one rig each, one camera)")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.fileselect_add(self)
@@ -171,6 +175,12 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         if body and not Path(body).is_file():
             self.report({"ERROR"}, f"no body model file at {body}")
             return {"CANCELLED"}
+        person = self.person.strip().lower() or "auto"
+        try:
+            check_person(person)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error).replace("--person", "Person"))
+            return {"CANCELLED"}
         # The engine checks the rest (the device among them) before it opens the video.
         device = settings.default_device() if self.device == "PREFERENCE" else self.device
         try:
@@ -178,13 +188,52 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         except OSError as error:
             self.report({"ERROR"}, f"cannot write motion files there (Preferences > Motion files): {error}")
             return {"CANCELLED"}
+        if person == "all":  # a new folder, named as the file would have been, for one file per person
+            output = output.with_suffix("")
         task = ImportVideoTask(
             SESSION, video=video, output=output,
             options={"start_s": self.start or None, "end_s": self.end or None,
-                     "model_complexity": int(self.model_complexity), "fps": self.fps or None},
+                     "model_complexity": int(self.model_complexity), "fps": self.fps or None, "person": person},
             solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
             body=body)
         return self.run(context, task)
+
+
+class IKOL_OT_detect_people(_EngineTaskOperator, bpy.types.Operator):
+    """Find everyone in the People panel's video: a numbered contact sheet and a picker for Import"""
+
+    bl_idname = "ikol.detect_people"
+    bl_label = "Detect People"
+    kind = "people"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        video = Path(bpy.path.abspath(context.scene.ikol_people.video))
+        if not video.is_file():
+            self.report({"ERROR"}, f"no video file at {video}; choose one under People")
+            return {"CANCELLED"}
+        try:
+            folder = settings.motion_folder()
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            self.report({"ERROR"}, f"cannot write there (Preferences > Motion files): {error}")
+            return {"CANCELLED"}
+        return self.run(context, DetectPeopleTask(SESSION, video=video, output=folder / f"{video.stem}_people.png"))
+
+
+class IKOL_OT_import_picked(bpy.types.Operator):
+    """Import the People panel's video, following the person picked there"""
+
+    bl_idname = "ikol.import_picked"
+    bl_label = "Import Video"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(context.scene.ikol_people.video)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        picker = context.scene.ikol_people
+        return bpy.ops.ikol.import_video("EXEC_DEFAULT", filepath=picker.video, person=picker.person)
 
 
 class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
@@ -248,23 +297,55 @@ class IKOLRefineSettings(bpy.types.PropertyGroup):
                 "legs": self.legs, "head": self.head, "twist_weight": self.twist_weight, "device": device}
 
 
+class IKOLPerson(bpy.types.PropertyGroup):
+    """One person Detect People found."""
+
+    id: bpy.props.IntProperty(name="Id")
+    frames: bpy.props.IntProperty(name="Frames", description="Frames the person was detected in")
+    label: bpy.props.StringProperty(name="Description")
+
+
+# Blender keeps no reference to the strings an items callback returns: they must outlive it.
+_PERSON_ITEMS: list[tuple[str, str, str]] = []
+
+
+def _person_items(picker: IKOLPeopleSettings, context: bpy.types.Context | None) -> list[tuple[str, str, str]]:
+    _PERSON_ITEMS[:] = [("auto", "Auto", "The person present longest (ties: the larger)"),
+                        ("all", "All", "One rig per person, all seen by the video's camera"),
+                        *((str(person.id), f"{person.id}: {person.label}", f"Person {person.id} on the sheet")
+                          for person in picker.people)]
+    return _PERSON_ITEMS
+
+
+class IKOLPeopleSettings(bpy.types.PropertyGroup):
+    """The People panel: a video, the people Detect People found in it, and the pick."""
+
+    video: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
+    people: bpy.props.CollectionProperty(type=IKOLPerson)
+    person: bpy.props.EnumProperty(name="Person", items=_person_items,
+                                   description="Whom Import Video follows")
+
+
 def menu_import(self, context: bpy.types.Context) -> None:
     self.layout.operator(IKOL_OT_import_video.bl_idname, text="Video Motion (IKOL)")
 
 
-CLASSES = (IKOLRefineSettings, IKOL_OT_import_video, IKOL_OT_refine, IKOL_OT_restart_engine)
+CLASSES = (IKOLRefineSettings, IKOLPerson, IKOLPeopleSettings, IKOL_OT_detect_people, IKOL_OT_import_video,
+           IKOL_OT_import_picked, IKOL_OT_refine, IKOL_OT_restart_engine)
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Object.ikol_refine = bpy.props.PointerProperty(type=IKOLRefineSettings)
+    bpy.types.Scene.ikol_people = bpy.props.PointerProperty(type=IKOLPeopleSettings)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
 
 
 def unregister() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
     del bpy.types.Object.ikol_refine
+    del bpy.types.Scene.ikol_people
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
     SESSION.stop()

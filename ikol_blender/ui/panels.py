@@ -1,11 +1,12 @@
-"""The IKOL tab of the 3D Viewport's sidebar: import, progress, refine, engine state."""
+"""The IKOL tab of the 3D Viewport's sidebar: import, the people in a video, progress, refine, engine state."""
 from __future__ import annotations
 
 import bpy
 
 from ..scene.importer import MEAN_RESIDUAL_PROPERTY
-from .operators import RUNNING, SESSION, IKOL_OT_import_video, IKOL_OT_refine, IKOL_OT_restart_engine, ikol_armature
-from .tasks import PREVIOUS_RESIDUAL_PROPERTY
+from .operators import (RUNNING, SESSION, IKOL_OT_detect_people, IKOL_OT_import_picked, IKOL_OT_import_video,
+                        IKOL_OT_refine, IKOL_OT_restart_engine, ikol_armature)
+from .tasks import PREVIOUS_RESIDUAL_PROPERTY, SHEET_IMAGE
 
 
 def _progress(layout: bpy.types.UILayout, kind: str) -> bool:
@@ -39,6 +40,28 @@ class IKOL_PT_main(_Sidebar, bpy.types.Panel):
             layout.operator(IKOL_OT_import_video.bl_idname, text="Import Video...", icon="FILE_MOVIE")
 
 
+class IKOL_PT_people(_Sidebar, bpy.types.Panel):
+    """Detect People, look at the numbered sheet, pick whom to follow, import."""
+
+    bl_label = "People"
+    bl_idname = "IKOL_PT_people"
+    bl_parent_id = "IKOL_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        picker = context.scene.ikol_people
+        layout.prop(picker, "video")
+        if not _progress(layout, "people"):
+            layout.operator(IKOL_OT_detect_people.bl_idname, icon="COMMUNITY")
+        sheet = bpy.data.images.get(SHEET_IMAGE)
+        if sheet is not None and picker.people:
+            sheet.preview_ensure()
+            layout.template_icon(icon_value=sheet.preview.icon_id, scale=10.0)
+        layout.prop(picker, "person")
+        if not _progress(layout, "import"):
+            layout.operator(IKOL_OT_import_picked.bl_idname, icon="FILE_MOVIE")
+
+
 class IKOL_PT_refine(_Sidebar, bpy.types.Panel):
     bl_label = "Refine IK"
     bl_idname = "IKOL_PT_refine"
@@ -69,7 +92,7 @@ class IKOL_PT_refine(_Sidebar, bpy.types.Panel):
             layout.label(text=text, icon="INFO")
 
 
-CLASSES = (IKOL_PT_main, IKOL_PT_refine)
+CLASSES = (IKOL_PT_main, IKOL_PT_people, IKOL_PT_refine)
 
 
 def register() -> None:

@@ -1,4 +1,4 @@
-"""The UI's two long jobs, importing a video and refining a rig, as objects a caller ticks.
+"""The UI's long jobs (finding the people in a video, importing it, refining a rig) as objects a caller ticks.
 
 Each task sends its request through the :class:`~ikol_blender.engine.jobs.EngineSession`, is ticked
 (from a modal operator's timer, or in a loop where no window exists), and on its job's
@@ -17,9 +17,12 @@ import bpy
 
 from ..engine.jobs import EngineJob, EngineSession, JobPhase
 from ..engine.link import MotionFileError, read_motion
-from ..scene.importer import MOTION_PROPERTY, import_motion, rekey_motion, video_note
+from ..scene.importer import MOTION_PROPERTY, import_motion, import_motions, rekey_motion, video_note
 
 PREVIOUS_RESIDUAL_PROPERTY = "ikol_previous_residual_mm"
+#: The image holding the last Detect People contact sheet (replaced by the next).
+SHEET_IMAGE = "IKOL People"
+_STATUS = {"people": "finding the people", "regress": "following the person", "solve": "solving IK"}
 
 
 class Outcome(NamedTuple):
@@ -57,7 +60,7 @@ class _Task:
             return "starting"
         if self.job.phase is JobPhase.CANCELLING:
             return "cancelling..."
-        return {"regress": "finding the person", "solve": "solving IK"}.get(self.job.stage, "starting the engine")
+        return _STATUS.get(self.job.stage, "starting the engine")
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -68,10 +71,10 @@ class _Task:
         self.session.pump()
         if self.job is None or not self.job.finished:
             return None
-        job, output = self.job, Path(self.output)
+        job = self.job
         if job.phase is JobPhase.SUCCEEDED and job.cancel_requested:
             # The engine finished before it saw the cancel: the user still wants nothing.
-            output.unlink(missing_ok=True)
+            self.discard(job.result)
             return Outcome("CANCELLED", "INFO", f"{self.label} cancelled; nothing was changed")
         if job.phase is JobPhase.CANCELLED:
             return Outcome("CANCELLED", "INFO", f"{self.label} cancelled; nothing was changed")
@@ -81,6 +84,43 @@ class _Task:
             return self.apply(context, job.result)
         except (MotionFileError, ValueError, RuntimeError) as error:
             return Outcome("CANCELLED", "ERROR", f"{self.label} failed: {error}")
+
+    def discard(self, result: dict[str, Any]) -> None:
+        """Deletes what the engine wrote for a job the user cancelled too late."""
+        Path(self.output).unlink(missing_ok=True)
+
+
+@dataclass
+class DetectPeopleTask(_Task):
+    """Video -> the people in it, listed and drawn numbered on a contact sheet (engine) ->
+    ``scene.ikol_people`` (the picker) and the sheet as the image :data:`SHEET_IMAGE`."""
+
+    video: Path = Path()
+    output: Path = Path()  # the contact sheet (PNG)
+    options: dict[str, Any] = field(default_factory=dict)  # start_s, end_s, fps
+    label: str = "Detect People"
+
+    def start(self) -> None:
+        self.job = self.session.submit("people", video=str(self.video), sheet=str(self.output), **self.options)
+
+    def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
+        picker = context.scene.ikol_people
+        picker.video = str(self.video)
+        picker.people.clear()
+        for person in result["people"]:
+            item = picker.people.add()
+            item.id, item.frames, item.label = person["id"], person["frames"], person["description"]
+        picker.person = "auto"
+        old = bpy.data.images.get(SHEET_IMAGE)
+        if old is not None:
+            bpy.data.images.remove(old)
+        image = bpy.data.images.load(str(self.output), check_existing=False)
+        image.name = SHEET_IMAGE
+        count = len(result["people"])
+        if count == 0:
+            return Outcome("FINISHED", "WARNING", f"Nobody was found in {self.video.name}")
+        return Outcome("FINISHED", "INFO", f"{count} {'person' if count == 1 else 'people'} in {self.video.name}; "
+                                           "pick one (or all) under People, then Import")
 
 
 @dataclass
@@ -94,18 +134,38 @@ class ImportVideoTask(_Task):
     body: str | None = None
     label: str = "Import"
 
+    @property
+    def everyone(self) -> bool:
+        """``person`` "all": ``output`` is then a folder, with one motion file per person."""
+        return self.options.get("person") == "all"
+
     def start(self) -> None:
         """Sends the analysis (raises EngineGone/EngineUnavailable if no engine runs)."""
         self.job = self.session.submit("analyze", video=str(self.video), output=str(self.output),
                                        options=self.options, solve=self.solve, body=self.body)
 
     def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
-        armature = import_motion(context, self.output, video=self.video)
-        message = (f"Imported {self.video.name} as {armature.name}: {result['valid']} of {result['frames']} "
-                   f"frames posed, mean IK residual {result['residual_mm']:.1f} mm")
-        if note := video_note(read_motion(self.output)):
+        if self.everyone:
+            paths = [Path(person["output"]) for person in result["people"]]
+            armatures = import_motions(context, paths, video=self.video)
+            posed = ", ".join(f"{a.name} ({p['valid']} of {p['frames']} frames)"
+                              for a, p in zip(armatures, result["people"]))
+            message = f"Imported {len(armatures)} people from {self.video.name}, one camera: {posed}"
+        else:
+            paths = [Path(self.output)]
+            armature = import_motion(context, self.output, video=self.video)
+            message = (f"Imported {self.video.name} as {armature.name}: {result['valid']} of {result['frames']} "
+                       f"frames posed, mean IK residual {result['residual_mm']:.1f} mm")
+        if note := video_note(read_motion(paths[0])):
             return Outcome("FINISHED", "WARNING", f"{message}; {note}")
         return Outcome("FINISHED", "INFO", message)
+
+    def discard(self, result: dict[str, Any]) -> None:
+        if not self.everyone:
+            super().discard(result)
+            return
+        for person in result.get("people", []):
+            Path(person["output"]).unlink(missing_ok=True)
 
 
 @dataclass

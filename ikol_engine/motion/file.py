@@ -65,9 +65,12 @@ engine_version             ()            str       ``ikol_engine.__version__`` t
 
 Optional keys; files without them read as before. ``frame_times`` is written by every
 engine since schema 2; a file without it (schema 1) has its frames at
-``frame_indices / fps`` (:attr:`Motion.times`). The regressor's own twist and shape
-come only from regressors that give them (HybrIK's network, whose keypoints are the
-29 targets' set):
+``frame_indices / fps`` (:attr:`Motion.times`). ``person_boxes`` is written by every
+analyze since schema 3, which follows one chosen person; the run's ``options["person"]``
+then records whom: ``id`` (the person's id in ``ikol-engine people``), ``choice`` (the
+``--person`` given), ``found`` (every id found), ``detected_frames`` and
+``detection_step``. The regressor's own twist and shape come only from regressors that
+give them (HybrIK's network, whose keypoints are the 29 targets' set):
 
 ===========================  ==========  ========  ==========================================
 key                          shape       dtype     meaning
@@ -78,6 +81,9 @@ frame_times                  (T,)        float64   each frame's time in the vide
 regressor_twist              (T, 23)     float32   the regressor's twist of joints 1..23, rad
 regressor_twist_confidence   (T, 23)     float32   its confidence, 0..1
 regressor_betas              (10,)       float32   the regressor's SMPL shape for the clip
+person_boxes                 (T, 4)      float32   the followed person's box [x0, y0, x1, y1],
+                                                   pixels (interpolated between the
+                                                   detector's runs); NaN outside their track
 ===========================  ==========  ========  ==========================================
 
 The mesh makes a file self-contained: Blender builds the rig from it without the engine.
@@ -101,8 +107,9 @@ import numpy as np
 from .. import __version__
 from ..common.atomic_file import atomic_path
 
-#: 2 added ``frame_times``; version 1 files still read (their times are index / fps).
-SCHEMA_VERSION = 2
+#: 2 added ``frame_times``, 3 ``person_boxes``; older files still read (version 1's
+#: times are index / fps).
+SCHEMA_VERSION = 3
 QUATERNION_TOLERANCE = 1e-3
 
 # Every array field: dtype and shape. Letters are sizes shared between arrays, fixed by
@@ -135,6 +142,7 @@ _OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
     "regressor_twist": (np.float32, ("T", 23)),
     "regressor_twist_confidence": (np.float32, ("T", 23)),
     "regressor_betas": (np.float32, (10,)),
+    "person_boxes": (np.float32, ("T", 4)),
 }
 _STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
 _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
@@ -181,6 +189,7 @@ class Motion:
     regressor_twist_confidence: np.ndarray | None = None
     regressor_betas: np.ndarray | None = None
     frame_times: np.ndarray | None = None
+    person_boxes: np.ndarray | None = None
 
     @property
     def times(self) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 Pure numpy + OpenCV + LiteRT (for BlazePose's own person-detection model from the mediapipe
 wheel); no torch, no bpy. :mod:`.detector` finds people per frame, :mod:`.tracker` links
-them into :class:`Track` s with ids from 1, :mod:`.selection` applies ``--person``,
-:mod:`.crop` gives the region to hand the landmark model and maps landmarks back, and
+them into :class:`Track` s with ids from 1 (:mod:`.scan` runs both over a video), and
+:mod:`.boxes` interpolates a track's box between detections; :mod:`.selection` applies
+``--person``, :mod:`.follow` keeps the regressor on the chosen person, and
 :mod:`.overview` describes people and draws a numbered contact sheet.
 """
-from .crop import crop_image, crop_regions, crop_to_image, follow_boxes, image_to_crop
+from .boxes import follow_boxes
 from .detector import Detections, PersonDetector
 from .overview import contact_sheet, describe, write_contact_sheet
 from .selection import PeopleError, PersonChoice, parse_person, people_table, select_people
@@ -21,12 +22,8 @@ __all__ = [
     "Tracker",
     "TrackerOptions",
     "contact_sheet",
-    "crop_image",
-    "crop_regions",
-    "crop_to_image",
     "describe",
     "follow_boxes",
-    "image_to_crop",
     "parse_person",
     "people_table",
     "select_people",

@@ -214,6 +214,9 @@ def test_bad_arguments_are_usage_errors(video, tmp_path, capsys):
     (["--device", "bogus"], "unknown device 'bogus'"),
     (["--start", "2", "--end", "1"], "--start 2.0 must come before --end 1.0"),
     (["--iterations", "101"], "--iterations must be from 0 to 100"),
+    (["--person", "the tall one"], "--person must be auto, all, a person id"),
+    (["--person", "0"], "--person must be auto, all, a person id"),
+    (["--person", "all", "--ray", "local"], "--person all converts on this machine"),
 ])
 def test_bad_engine_options_stop_the_batch_before_any_engine_runs(video, tmp_path, monkeypatch, capsys,
                                                                    arguments, message):
@@ -227,6 +230,25 @@ def test_bad_engine_options_stop_the_batch_before_any_engine_runs(video, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith(f"ikol: error: {message}") and err.count("\n") == 1
     assert not output.exists()
+
+
+def test_person_all_writes_a_motion_per_person_and_one_blend_with_every_rig(tmp_path, blank):
+    from two_person_clips import side_by_side
+
+    clip = side_by_side(tmp_path)
+    output = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "ikol_blender.batch", str(clip.path), "-o", str(output),
+                             "--person", "all", "--engine-python", sys.executable],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in output.iterdir()) == [
+        "side_by_side.blend", "side_by_side.ikol.json", "side_by_side_person1.npz", "side_by_side_person2.npz"]
+    ids = [read_motion(output / f"side_by_side_person{i}.npz").options["person"]["id"] for i in (1, 2)]
+    assert ids == [1, 2]
+    bpy.ops.wm.open_mainfile(filepath=str(output / "side_by_side.blend"))
+    armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    assert len(armatures) == 2 and len(bpy.data.cameras) == 1
+    assert len({o[importer.CAMERA_PROPERTY] for o in armatures}) == 1  # both seen by the video's one camera
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

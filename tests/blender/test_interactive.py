@@ -268,6 +268,48 @@ def test_operators_run_in_place_in_background_mode(session, tmp_path, monkeypatc
         ikol_blender.unregister()
 
 
+def test_detect_people_then_import_the_one_picked_or_everyone(session, tmp_path, monkeypatch):
+    """The People panel's path, headless: Detect People on a two-person clip, pick one, then all."""
+    import bpy
+
+    import ikol_blender
+    from ikol_blender import settings
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, MOTION_PROPERTY
+    from ikol_blender.ui.tasks import SHEET_IMAGE
+    from two_person_clips import side_by_side
+
+    clip = side_by_side(tmp_path)
+    monkeypatch.setenv("IKOL_ENGINE_PYTHON", sys.executable)
+    monkeypatch.setattr(settings, "motion_folder", lambda: tmp_path / "motions")
+    ikol_blender.register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        picker = bpy.context.scene.ikol_people
+        picker.video = str(clip.path)
+        assert bpy.ops.ikol.detect_people() == {"FINISHED"}
+        assert [person.id for person in picker.people] == [1, 2] and picker.person == "auto"
+        assert all(person.frames >= 10 and person.label for person in picker.people)
+        sheet = bpy.data.images[SHEET_IMAGE]
+        assert tuple(sheet.size) == (3 * 640, 2 * round(994 * 640 / clip.width))
+        assert Path(sheet.filepath) == tmp_path / "motions" / "side_by_side_people.png"
+
+        picker.person = "2"
+        assert bpy.ops.ikol.import_picked() == {"FINISHED"}
+        second = bpy.context.active_object
+        assert read_motion(second[MOTION_PROPERTY]).options["person"]["id"] == 2
+        cameras = len(bpy.data.cameras)
+
+        picker.person = "all"
+        assert bpy.ops.ikol.import_picked() == {"FINISHED"}
+        everyone = [o for o in bpy.data.objects if o.type == "ARMATURE" and o != second]
+        assert len(everyone) == 2 and len(bpy.data.cameras) == cameras + 1  # one camera for both
+        assert {o[CAMERA_PROPERTY] for o in everyone} == {everyone[0][CAMERA_PROPERTY]}
+        ids = sorted(read_motion(o[MOTION_PROPERTY]).options["person"]["id"] for o in everyone)
+        assert ids == [1, 2]
+    finally:
+        ikol_blender.unregister()
+
+
 def test_modal_operator_shows_progress_cancels_on_esc_and_cleans_up(session, tmp_path):
     """The modal handler itself, fed timer and Esc events as Blender's event loop would."""
     from types import SimpleNamespace

@@ -1,0 +1,129 @@
+"""Everyone in a stretch of video: the detector run over its frames, linked into tracks.
+
+The detector is the costly part (tens of milliseconds a frame on a CPU), so it runs on
+every n-th frame only, :data:`DETECTIONS_PER_S` times a second of video; the frames in
+between are grabbed, not converted, and a track's box there is interpolated
+(:func:`.crop.follow_boxes`). People move little in a tenth of a second, and a track
+that misses detections coasts for :data:`MAX_GAP_S`, so a person walking behind
+another keeps their id.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..video.decode import VideoInfo, frame_range, iter_frames, probe
+from .boxes import follow_boxes
+from .detector import PersonDetector
+from .overview import contact_sheet, describe, write_contact_sheet
+from .tracker import Track, Tracker, TrackerOptions
+
+__all__ = ["DETECTIONS_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at", "detection_step",
+           "scan_people", "write_scan_sheet"]
+
+DETECTIONS_PER_S = 15.0
+#: Frames shown on a contact sheet, spread evenly over the scanned range.
+SHEET_FRAMES = 6
+#: How long a person may go undetected (hidden, or missed) and keep their id.
+MAX_GAP_S = 1.0
+# Two threads: the interpreter's XNNPACK kernels halve its time on the 2-core machines
+# the targets are set on, and the scan does nothing else while the model runs.
+_DETECTOR_THREADS = 2
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PeopleScan:
+    """The people found in frames ``start .. end - 1`` of a video.
+
+    Attributes:
+        tracks: ids from 1, in order of first appearance.
+        info: the video's size, rate and length.
+        start, end: the frame range scanned; step: frames between detector runs.
+    """
+
+    tracks: list[Track]
+    info: VideoInfo
+    start: int
+    end: int
+    step: int
+
+    def as_json(self) -> list[dict]:
+        """One object per person: ``id``, ``frames`` (detected), ``first_frame``,
+        ``last_frame``, ``box`` (the first, [x0, y0, x1, y1] pixels), ``description``."""
+        return [{"id": track.id, "frames": len(track.frames), "first_frame": track.first_frame,
+                 "last_frame": track.last_frame, "box": [round(float(v), 1) for v in track.boxes[0]],
+                 "description": describe(track, self.info.width, self.info.height)}
+                for track in self.tracks]
+
+
+def detection_step(fps: float) -> int:
+    """Frames between detector runs for a video at ``fps``."""
+    return max(1, round(fps / DETECTIONS_PER_S))
+
+
+def scan_people(video: str | Path, start_s: float | None = None, end_s: float | None = None,
+                fps: float | None = None, progress: Progress | None = None,
+                detector: PersonDetector | None = None) -> PeopleScan:
+    """Detects and tracks everyone in the chosen part of a video.
+
+    Args:
+        fps: the real frame rate for a container that states a broken one (see
+            :func:`..video.decode.iter_frames`).
+        progress: called with ("people", frames done, frames total).
+        detector: default: BlazePose's person detector, two tile levels.
+
+    Raises:
+        VideoError: the video cannot be read or the range is empty.
+        FileNotFoundError: the detector's model is missing from mediapipe.
+    """
+    report = progress or (lambda stage, done, total: None)
+    info = probe(video, fps)
+    start, end = frame_range(info, start_s, end_s)
+    step = detection_step(info.fps)
+    detector = detector or PersonDetector(num_threads=_DETECTOR_THREADS)
+    tracker = Tracker(TrackerOptions(max_gap=max(1, round(MAX_GAP_S * info.fps))))
+    total = end - start
+    report("people", 0, total)
+    for frame in iter_frames(video, start, end, step, fps=fps):
+        tracker.update(frame.index, detector(frame.image))
+        report("people", min(total, frame.index - start + step), total)
+    return PeopleScan(tracker.tracks(), info, start, end, step)
+
+
+def boxes_at(tracks: list[Track], frames: np.ndarray) -> np.ndarray:
+    """Each track's box at each frame, NaN outside the track's span.
+
+    Args:
+        frames: (F,) frame indices.
+
+    Returns:
+        (P, F, 4) [x0, y0, x1, y1] pixels, P = len(tracks).
+    """
+    frames = np.asarray(frames)
+    out = np.full((len(tracks), len(frames), 4), np.nan)
+    for p, track in enumerate(tracks):
+        inside = (frames >= track.first_frame) & (frames <= track.last_frame)
+        if inside.any():
+            out[p, inside] = follow_boxes(track, frames[inside])
+    return out
+
+
+def write_scan_sheet(video: str | Path, scan: PeopleScan, path: str | Path, fps: float | None = None) -> Path:
+    """Writes a contact sheet of :data:`SHEET_FRAMES` frames spread over the scan, each
+    person's box numbered with their id (on frames the detector ran on, so every box
+    drawn is a detection); returns the path.
+
+    Args:
+        fps: as given to :func:`scan_people`.
+    """
+    steps = range(scan.start, scan.end, scan.step)
+    picks = {steps[round(k * (len(steps) - 1) / (SHEET_FRAMES - 1))] for k in range(SHEET_FRAMES)}
+    frames = [(frame.index, frame.image) for frame in iter_frames(video, scan.start, scan.end, scan.step, fps=fps)
+              if frame.index in picks]
+    write_contact_sheet(Path(path), contact_sheet(frames, scan.tracks))
+    return Path(path)

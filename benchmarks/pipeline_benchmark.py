@@ -1,9 +1,11 @@
 """Video-to-motion speed and smoothness on the sample video (Sports2D's demo clip).
 
-Times each stage alone (decode, BlazePose, everything after it) and the whole
-``analyze`` run, and measures jitter (mean joint acceleration) of the raw keypoints
-against the final motion, and ``refine`` of a 1,000-frame motion file (the sample's,
-played back and forth). Writes benchmarks/results/pipeline.json and pipeline.md.
+Times each stage alone (decode; finding and tracking everyone; BlazePose on the followed
+person; everything after it), the whole ``analyze`` run (one person, the default) and
+``--person all`` (every person: its time per person against the one-person run), and
+measures jitter (mean joint acceleration) of the raw keypoints against the final motion,
+and ``refine`` of a 1,000-frame motion file (the sample's, played back and forth).
+Writes benchmarks/results/pipeline.json and pipeline.md.
 
 Usage: python benchmarks/pipeline_benchmark.py [--model-complexity N] [--device auto|cpu|cuda]
 """
@@ -22,7 +24,8 @@ import torch
 
 from ikol_engine import __version__, samples
 from ikol_engine.motion import Motion, read_motion, write_motion
-from ikol_engine.pipeline import AnalyzeOptions, analyze, refine, regress_video
+from ikol_engine.people.follow import FollowPlan
+from ikol_engine.pipeline import AnalyzeOptions, analyze, analyze_people, find_people, refine, regress_video
 from ikol_engine.track.filtering import jitter
 from ikol_engine.regressors import layout_for
 from ikol_engine.track.options import SolveOptions
@@ -49,6 +52,9 @@ def lengthened(motion: Motion, frames: int) -> Motion:
     order = np.resize(cycle, frames)
     arrays = {name: getattr(motion, name)[order] for name in _PER_FRAME}
     arrays["frame_indices"] = np.arange(frames)
+    arrays["frame_times"] = np.arange(frames) / motion.fps
+    if motion.person_boxes is not None:
+        arrays["person_boxes"] = motion.person_boxes[order]
     return dataclasses.replace(motion, **arrays)
 
 
@@ -70,22 +76,29 @@ def main() -> None:
     decode_s, frames = timed(lambda: sum(1 for _ in iter_frames(video)))
     options = AnalyzeOptions(model_complexity=args.model_complexity)
     solve_options = SolveOptions(device=args.device)
-    regress_s, (track, _) = timed(lambda: regress_video(video, options))  # decode + regressor
+    people_s, (scan, [person]) = timed(lambda: find_people(video, options))  # decode + detector + tracker
+    plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
+    regress_s, (track, _) = timed(lambda: regress_video(video, options, follow=plan))  # decode + regressor
     solve_observations(track, layout_for(track.names), solve_options)  # warm-up: body model load, first-call costs
     solve_s, solution = timed(lambda: solve_observations(track, layout_for(track.names), solve_options))
     with tempfile.TemporaryDirectory() as scratch:
         total_s, _ = timed(lambda: analyze(video, Path(scratch) / "demo.npz", options, solve_options))
+        everyone = dataclasses.replace(options, person="all")
+        all_s, written = timed(lambda: analyze_people(video, Path(scratch) / "all", everyone, solve_options))
         refine_s = time_refine(Path(scratch) / "demo.npz", Path(scratch), solve_options)
+    # --person all: one scan, then one follow-and-solve per person.
+    per_person_s = (all_s - people_s) / len(written)
 
     fps = track.fps
     raw = jitter(solution.raw_targets[:, :24], fps, solution.valid)
     final = jitter(solution.local_keypoints[:, :24], fps, solution.valid)
     stages = {
         "decode": frames / decode_s,
-        "regressor (with decode)": frames / regress_s,
-        "regressor alone": frames / max(regress_s - decode_s, 1e-9),
+        "people: detect and track (with decode)": frames / people_s,
+        "regressor on the followed person (with decode)": frames / regress_s,
         "after the regressor (IK etc.)": frames / solve_s,
-        "whole analyze": frames / total_s,
+        "whole analyze (one person)": frames / total_s,
+        f"--person all ({len(written)} people), per person": frames / per_person_s,
     }
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
@@ -94,6 +107,9 @@ def main() -> None:
         "video": {"name": video.name, "frames": frames, "fps": info.fps, "size": [info.width, info.height]},
         "model_complexity": args.model_complexity, "device": args.device,
         "frames_per_s": stages, "ik_share_of_total": solve_s / total_s,
+        "people": {"found": len(scan.tracks), "detection_step": scan.step, "ms_per_frame": 1000 * people_s / frames,
+                   "all_s": all_s, "one_person_s": total_s, "all_over_one": all_s / total_s,
+                   "people_solved": len(written)},
         "jitter_m_per_s2": {"raw_keypoints": raw, "final_motion": final},
         "refine_s": {"frames": REFINE_FRAMES, "runs": refine_s, "median": float(np.median(refine_s)),
                      "max": max(refine_s)},
@@ -103,6 +119,8 @@ def main() -> None:
     for name, value in stages.items():
         print(f"{name:>30}: {value:8.1f} frames/s")
     print(f"IK share of the whole run: {100 * solve_s / total_s:.1f}%; jitter raw {raw:.2f} -> final {final:.2f} m/s^2")
+    print(f"people: {len(scan.tracks)} found, detector every {scan.step} frames, {1000 * people_s / frames:.1f} ms a "
+          f"frame; --person all {all_s:.1f} s for {len(written)} vs {total_s:.1f} s for one")
     print(f"refine of {REFINE_FRAMES} frames: median {np.median(refine_s):.2f} s, slowest {max(refine_s):.2f} s "
           f"of {REFINE_RUNS}")
     RESULTS.mkdir(exist_ok=True)
@@ -112,6 +130,9 @@ def main() -> None:
              f"{info.width}x{info.height} at {info.fps:g} fps.", "",
              "| stage | frames/s |", "|---|---:|"]
     lines += [f"| {name} | {value:,.1f} |" for name, value in stages.items()]
+    lines += ["", f"Finding and tracking the people ({len(scan.tracks)} found, detector every {scan.step} frames): "
+              f"{1000 * people_s / frames:.1f} ms a frame, decode included. `--person all` ({len(written)} people "
+              f"solved): {all_s:.1f} s against {total_s:.1f} s for one person ({all_s / total_s:.2f}x)."]
     lines += ["", f"IK and everything after the regressor: {100 * solve_s / total_s:.1f}% of the whole run. "
               f"Jitter (mean joint acceleration): raw keypoints {raw:.2f} m/s^2, final motion {final:.2f} m/s^2. "
               f"Person in {result['person_frames']} of {frames} frames; mean IK residual "

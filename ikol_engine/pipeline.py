@@ -36,7 +36,7 @@ from .regressors import create_regressor, layout_for
 from .regressors.base import KeypointFrames
 from .track.options import Progress, SolveOptions, TrackError
 from .track.solve import Solution, solve_observations
-from .video.decode import check_fps, frame_range, iter_frames, probe
+from .video.decode import check_fps, frame_range, iter_frames, prefetched, probe
 
 #: Where the engine's own warnings go (a cut-off video); front ends show them to the user.
 log = logging.getLogger("ikol_engine")
@@ -150,7 +150,7 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
             parts.append(found)
             batch.clear()
 
-        for frame in iter_frames(video, start, end, options.stride, fps=options.fps):
+        for frame in prefetched(iter_frames(video, start, end, options.stride, fps=options.fps)):
             indices.append(frame.index)
             times.append(frame.time_s)
             if follow is None or follow.covers(frame.index):

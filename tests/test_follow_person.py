@@ -16,10 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import roma
-import torch
 
-from ikol_engine import skeleton
 from ikol_engine.cli import main
 from ikol_engine.motion import Motion, read_motion
 from ikol_engine.people import PeopleError
@@ -31,9 +28,6 @@ from sports2d_people import TORSO_POINTS
 from two_person_clips import JUMPER_X, WALKER_START, WALKER_X, passing_in_front, side_by_side
 
 HIPS = [LANDMARK_INDEX["left_hip"], LANDMARK_INDEX["right_hip"]]
-#: Pelvis, hips, knees, spine, neck and head: the joints BlazePose's landmarks pin down.
-CORE = [skeleton.JOINT_NAMES.index(name) for name in (
-    "Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "Spine3", "Neck", "Head")]
 # The hand marks are torso centres, +-50 px; the hips sit below the torso's middle.
 MARK_TOLERANCE_PX = 160.0
 
@@ -98,12 +92,6 @@ def test_a_pixel_picks_each_side_of_a_two_person_clip(clips, tmp_path: Path) -> 
         assert motion.options["person"]["choice"] == f"{x},{y}"
 
 
-def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Geodesic angle between (..., 4) wxyz unit quaternions, degrees."""
-    qa, qb = (roma.quat_wxyz_to_xyzw(torch.from_numpy(q)) for q in (a, b))
-    return torch.rad2deg(roma.unitquat_geodesic_distance(qa, qb)).numpy()
-
-
 def test_all_writes_one_file_per_person_matching_single_person_runs(clips, tmp_path: Path) -> None:
     clip = clips[0]
     written = analyze_people(clip.path, tmp_path / "all", AnalyzeOptions(person="all"))
@@ -125,12 +113,14 @@ def test_all_writes_one_file_per_person_matching_single_person_runs(clips, tmp_p
         moved = np.linalg.norm(both.image_keypoints - (alone.image_keypoints + [offset, 0]), axis=-1)[sure]
         # BlazePose's depth (and so a hand's or a foot's turn) varies with the pixels
         # around its crop, which differ between the clips; the body's core does not.
-        angles = _angles_deg(both.rotations[common][:, CORE], alone.rotations[common][:, CORE])
+        # And the same pose in 3D, within BlazePose's own noise: its depth varies with the
+        # frame it is given (here the half-width clip against the two-person one), so the
+        # metric landmarks differ by centimetres, not by another pose's decimetres.
+        apart_mm = 1000 * np.linalg.norm(both.regressor_keypoints - alone.regressor_keypoints, axis=-1)[sure]
         print(f"{side}: {common.sum()} frames in both runs; image keypoints {np.median(moved):.2f} px median, "
-              f"{np.percentile(moved, 95):.2f} px 95th percentile; core joint rotations {np.median(angles):.2f} deg "
-              f"median")
+              f"{np.percentile(moved, 95):.2f} px 95th percentile; 3D landmarks {np.median(apart_mm):.1f} mm median")
         assert np.median(moved) < 3.0 and np.percentile(moved, 95) < 15.0
-        assert np.median(angles) < 5.0
+        assert np.median(apart_mm) < 30.0
 
 
 def test_a_person_passing_in_front_swaps_no_ids_and_is_never_keyed_as_the_other(clips, tmp_path: Path) -> None:

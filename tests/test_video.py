@@ -337,3 +337,28 @@ def test_the_pipeline_keeps_the_decoders_timestamps() -> None:
     observed, read = regress_video(VFR_CLIP)
     assert (read.frames_promised, read.frames_decoded) == (60, 60)
     assert np.abs(observed.times - VFR_TIMES).max() < 1e-3
+
+
+def test_prefetched_frames_come_in_order_errors_surface_and_closing_stops_the_decoder(clips) -> None:
+    import threading
+
+    from ikol_engine.video.decode import prefetched
+
+    path = clips["avi"]
+    ahead = [decode_index(frame.image) for frame in prefetched(iter_frames(path), depth=3)]
+    assert ahead == [decode_index(frame.image) for frame in iter_frames(path)] == list(range(40))
+
+    def breaking():
+        yield from iter_frames(path, 0, 5)
+        raise VideoError("frame 5 broke")
+
+    seen = []
+    with pytest.raises(VideoError, match="frame 5 broke"):
+        for frame in prefetched(breaking(), depth=2):
+            seen.append(frame.index)
+    assert seen == [0, 1, 2, 3, 4]  # every frame before the error still arrives
+
+    stream = prefetched(iter_frames(path), depth=2)
+    assert next(stream).index == 0
+    stream.close()  # the consumer stops early: the decoding thread ends, the file is released
+    assert not any(thread.name == "ikol-decode" for thread in threading.enumerate())

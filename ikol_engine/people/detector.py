@@ -33,6 +33,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 __all__ = [
+    "AROUND_SCALE",
     "INPUT_SIZE",
     "KEYPOINT_NAMES",
     "LEVEL_SHRINK",
@@ -56,6 +57,8 @@ _MIN_SCALE, _MAX_SCALE = 0.1484375, 0.75
 _SCORE_CLIP = 100.0
 #: Window side ratio between consecutive tile levels.
 LEVEL_SHRINK = 1.6
+#: Side of the window :meth:`PersonDetector.around` looks through, over the box's side.
+AROUND_SCALE = 1.6
 
 
 def model_path() -> Path:
@@ -313,7 +316,7 @@ class PersonDetector:
         return keypoints, scores
 
     def __call__(self, image: np.ndarray) -> Detections:
-        """Detect the people in one frame.
+        """Detect the people in one frame, over all of it (every tile of every level).
 
         Args:
             image: (H, W, 3) uint8 RGB.
@@ -321,19 +324,54 @@ class PersonDetector:
         Raises:
             ValueError: not an (H, W, 3) uint8 image.
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        height, width = image.shape[:2]
+        height, width = _checked_size(image)
+        return self._in_windows(image, tile_windows(width, height, self.levels))
+
+    def around(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+        """Detect the people near known boxes only: one window per box, :data:`AROUND_SCALE`
+        times its side (at least the model's input, at most the frame's short side), moved
+        inside the frame. A tracker knows where its people are about to be, and a window
+        sized to a person sees them at the scale the model likes, for one model run each
+        instead of the whole tiling's.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            boxes: (K, 4) [x0, y0, x1, y1] pixels.
+        """
+        height, width = _checked_size(image)
+        windows = []
+        for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+            side = int(np.clip(AROUND_SCALE * max(x1 - x0, y1 - y0), INPUT_SIZE, min(width, height)))
+            left = int(np.clip(round((x0 + x1 - side) / 2), 0, width - side))
+            top = int(np.clip(round((y0 + y1 - side) / 2), 0, height - side))
+            windows.append((left, top, side))
+        return self._in_windows(image, windows)
+
+    def _in_windows(self, image: np.ndarray, windows: list[tuple[int, int, int]]) -> Detections:
+        """The candidates of every square window (x0, y0, side), merged."""
         all_points, all_scores = [], []
-        for x0, y0, side in tile_windows(width, height, self.levels):
+        for x0, y0, side in windows:
             points, scores = self._candidates(image[y0 : y0 + side, x0 : x0 + side])
             # A hip centre outside the window is the model extrapolating past its input;
             # the window that does contain those hips sees the person better.
             inside = np.all((points[:, 0] >= 0) & (points[:, 0] <= side), axis=1)
             all_points.append(points[inside] + np.array([x0, y0], np.float64))
             all_scores.append(scores[inside])
+        if not windows:
+            return Detections.empty()
         keypoints = np.concatenate(all_points)
         scores = np.concatenate(all_scores)
         if len(scores) == 0:
             return Detections.empty()
         return weighted_nms(body_boxes(keypoints), scores, keypoints, self.iou_threshold)
+
+
+def _checked_size(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of an (H, W, 3) uint8 image.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    return image.shape[0], image.shape[1]

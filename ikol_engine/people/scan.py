@@ -1,11 +1,16 @@
 """Everyone in a stretch of video: the detector run over its frames, linked into tracks.
 
-The detector is the costly part (tens of milliseconds a frame on a CPU), so it runs on
-every n-th frame only, :data:`DETECTIONS_PER_S` times a second of video; the frames in
-between are grabbed, not converted, and a track's box there is interpolated
-(:func:`.crop.follow_boxes`). People move little in a tenth of a second, and a track
-that misses detections coasts for :data:`MAX_GAP_S`, so a person walking behind
-another keeps their id.
+The detector is the costly part (a model run takes milliseconds on a CPU, and covering
+a whole frame at two scales takes eleven for a 16:9 frame), so it runs on every n-th
+frame only, :data:`DETECTIONS_PER_S` times a second of video; the frames in between are
+grabbed, not converted, and a track's box there is interpolated
+(:func:`.boxes.follow_boxes`). Most of those runs look only around where the tracked
+people are expected (:meth:`.detector.PersonDetector.around`, one model run a person);
+the whole frame is searched :data:`FULL_SEARCHES_PER_S` times a second to find people
+coming in, and right after a tracked person was missed (they may have moved far, or
+been hidden), and whenever nobody is being tracked. People move little between runs,
+and a track that misses detections coasts for :data:`MAX_GAP_S`, so a person walking
+behind another keeps their id.
 """
 from __future__ import annotations
 
@@ -15,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..video.decode import VideoInfo, frame_range, iter_frames, probe
+from ..video.decode import VideoInfo, frame_range, iter_frames, prefetched, probe
 from .boxes import follow_boxes
 from .detector import PersonDetector
 from .overview import contact_sheet, describe, write_contact_sheet
 from .tracker import Track, Tracker, TrackerOptions
 
-__all__ = ["DETECTIONS_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at", "detection_step",
+__all__ = ["DETECTIONS_PER_S", "FULL_SEARCHES_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at", "detection_step",
            "scan_people", "write_scan_sheet"]
 
 DETECTIONS_PER_S = 15.0
+FULL_SEARCHES_PER_S = 2.0
 #: Frames shown on a contact sheet, spread evenly over the scanned range.
 SHEET_FRAMES = 6
 #: How long a person may go undetected (hidden, or missed) and keep their id.
@@ -85,12 +91,20 @@ def scan_people(video: str | Path, start_s: float | None = None, end_s: float | 
     info = probe(video, fps)
     start, end = frame_range(info, start_s, end_s)
     step = detection_step(info.fps)
+    full_every = max(1, round(DETECTIONS_PER_S / FULL_SEARCHES_PER_S))
     detector = detector or PersonDetector(num_threads=_DETECTOR_THREADS)
     tracker = Tracker(TrackerOptions(max_gap=max(1, round(MAX_GAP_S * info.fps))))
     total = end - start
     report("people", 0, total)
-    for frame in iter_frames(video, start, end, step, fps=fps):
-        tracker.update(frame.index, detector(frame.image))
+    missed = False
+    for run, frame in enumerate(prefetched(iter_frames(video, start, end, step, fps=fps))):
+        expected = tracker.expected_boxes(frame.index)
+        if run % full_every == 0 or missed or len(expected) == 0:
+            found = detector(frame.image)
+        else:
+            found = detector.around(frame.image, expected)
+        tracker.update(frame.index, found)
+        missed = tracker.missed(frame.index) > 0
         report("people", min(total, frame.index - start + step), total)
     return PeopleScan(tracker.tracks(), info, start, end, step)
 

@@ -261,6 +261,16 @@ class Tracker:
                 track.add(frame, detections, col, options.velocity_smoothing)
                 self._live.append(track)
 
+    def missed(self, frame: int) -> int:
+        """How many tracks still followed were not detected at ``frame`` (the last one given)."""
+        return sum(1 for t in self._live if t.frames[-1] != frame and frame - t.frames[-1] <= self.options.max_gap)
+
+    def expected_boxes(self, frame: int) -> np.ndarray:
+        """(L, 4) where each track still followed (seen within ``max_gap``) should be at
+        ``frame``: a detector can look there first."""
+        live = [t for t in self._live if frame - t.frames[-1] <= self.options.max_gap]
+        return np.array([t.predict(frame, self.options.size_window) for t in live]).reshape(-1, 4)
+
     def tracks(self) -> list[Track]:
         """The tracks with at least ``min_hits`` detections, ids from 1 by first frame."""
         kept = [t for t in self._ended + self._live if len(t.frames) >= self.options.min_hits]

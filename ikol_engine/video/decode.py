@@ -26,7 +26,9 @@ got, and the pipeline compares it with the count the container promised.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import cv2
 import numpy as np
 
 __all__ = ["MAX_FPS", "MIN_FPS", "Frame", "VideoError", "VideoInfo", "check_fps", "frame_range", "iter_frames",
+           "prefetched",
            "probe"]
 
 #: The frame rates taken as real, from the container or from the user.
@@ -268,3 +271,52 @@ def _frames(
             wanted += stride
     finally:
         capture.release()
+
+
+_DONE = object()
+
+
+def prefetched(frames: Iterable[Frame], depth: int = 4) -> Iterator[Frame]:
+    """The same frames, decoded ahead on a thread while the caller works on the last one.
+
+    OpenCV decodes with Python's lock released, so on a machine with two cores the
+    decoding of the next frames overlaps the models' work on this one. At most ``depth``
+    frames wait decoded. An error while decoding is raised here, where the frame it
+    stopped would have come; closing this iterator early stops the thread.
+    """
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        """Queues ``item`` unless the consumer has stopped; False once it has."""
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def decode() -> None:
+        try:
+            for frame in frames:
+                if not offer(frame):
+                    return
+            offer(_DONE)
+        except BaseException as error:  # raised again in the consumer
+            offer(error)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # releases the capture now, not whenever the generator is collected
+
+    worker = threading.Thread(target=decode, name="ikol-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := waiting.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()

@@ -16,12 +16,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-bpy42
 
-# The main job on the sample video (fetched once from the sports2d wheel on PyPI), on the
-# CPU with the bundled body: out/demo.npz (motion), out/demo.blend (rig, keys, the video's
+# The main job on the whole sample video (fetched once from the sports2d wheel on PyPI),
+# following the jumper past the passer-by, on the CPU with the bundled body: out/demo.npz (motion), out/demo.blend (rig, keys, the video's
 # camera with the video behind it), out/demo.fbx and out/demo_preview.png to look at.
 demo: $(STAMP)
 	$(BIN)/python -m ikol_blender.batch "$$($(BIN)/python -c 'from ikol_engine import samples; print(samples.demo_video())')" \
-		--end 5.3 -o out --fbx --preview
+		-o out --fbx --preview
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ik_benchmark.py

@@ -7,10 +7,9 @@ except where it overlaps the chosen person's: the frame keeps its size, its coor
 and the chosen person's surroundings, so a video regressor's own tracking and smoothing
 (BlazePose's) run as on the untouched frame, while nobody else can be seen, let alone
 followed. Someone can still show inside the chosen person's box, where another person
-passes in front: a frame whose pose is centred nearer
-another person's box than the chosen one's, or outside the chosen box, is dropped (a
-gap) by :func:`keep_chosen`, never keyed as the chosen person. Frames outside the
-track's span are gaps too.
+passes in front: a frame whose pose is centred nearer another person's box than the
+chosen one's, or outside the chosen box, is dropped (a gap) by :func:`keep_chosen`,
+never keyed as the chosen person. Frames outside the track's span are gaps too.
 """
 from __future__ import annotations
 
@@ -33,14 +32,14 @@ class FollowPlan:
     Attributes:
         track: the chosen person.
         others: everyone else found in the clip.
-        boxes: (S, 4) the chosen person's box at frames ``first`` .. ``last``, the span
-            followed.
+        boxes: (S, 4) the chosen person's box at frames ``first`` .. ``last``.
+        first, last: the span followed: the track's, reaching to the frames the detector
+            skipped around it (see :meth:`make`).
     """
 
     track: Track
     others: tuple[Track, ...]
     boxes: np.ndarray
-
     first: int
     last: int
 

@@ -7,27 +7,28 @@ grabbed, not converted, and a track's box there is interpolated
 (:func:`.boxes.follow_boxes`). Most of those runs look only around where the tracked
 people are expected (:meth:`.detector.PersonDetector.around`, one model run a person);
 the whole frame is searched :data:`FULL_SEARCHES_PER_S` times a second to find people
-coming in, and right after a tracked person was missed (they may have moved far, or
-been hidden), and whenever nobody is being tracked. People move little between runs,
-and a track that misses detections coasts for :data:`MAX_GAP_S`, so a person walking
-behind another keeps their id.
+coming in, right after a tracked person was missed (they may have moved far, or been
+hidden: a window around where they were expected missed the sample's jumper in the
+middle of his jump where the whole frame's tiles found him), and whenever nobody is
+being tracked. People move little between runs, and a track that misses detections
+coasts for :data:`MAX_GAP_S`, so a person walking behind another keeps their id.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..track.options import Progress
 from ..video.decode import VideoInfo, frame_range, iter_frames, prefetched, probe
 from .boxes import follow_boxes
 from .detector import PersonDetector
 from .overview import contact_sheet, describe, write_contact_sheet
 from .tracker import Track, Tracker, TrackerOptions
 
-__all__ = ["DETECTIONS_PER_S", "FULL_SEARCHES_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at", "detection_step",
-           "scan_people", "write_scan_sheet"]
+__all__ = ["DETECTIONS_PER_S", "FULL_SEARCHES_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at",
+           "detection_step", "scan_people", "write_scan_sheet"]
 
 DETECTIONS_PER_S = 15.0
 FULL_SEARCHES_PER_S = 2.0
@@ -36,10 +37,8 @@ SHEET_FRAMES = 6
 #: How long a person may go undetected (hidden, or missed) and keep their id.
 MAX_GAP_S = 1.0
 # Two threads: the interpreter's XNNPACK kernels halve its time on the 2-core machines
-# the targets are set on, and the scan does nothing else while the model runs.
+# the targets are set on; the decoding thread, a few frames ahead, mostly waits.
 _DETECTOR_THREADS = 2
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,9 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     video = Path(video)
     resolve_device(solve_options.device)
     scan, [person] = find_people(video, options, progress)
-    return _analyze_person(video, output, options, solve_options, body, progress, scan, person)
+    motion, solution = _follow_person(video, options, solve_options, body, progress, scan, person)
+    write_motion(output, motion)
+    return motion, solution
 
 
 def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
@@ -227,27 +229,30 @@ def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOption
     The video's people are found once; each person is then regressed and solved on
     their own, so the cost grows linearly with the number of people. A person who
     turns out to have no solvable frame is skipped with a warning, unless nobody has one.
+    The files are written once every person is solved, so an interrupted or cancelled
+    run writes none.
     """
     video, folder = Path(video), Path(folder)
     resolve_device(solve_options.device)
     scan, people = find_people(video, options, progress)
-    written, failures = [], []
+    solved, failures = [], []
     for person in people:
-        output = folder / f"{video.stem}_person{person.id}.npz"
         try:
-            written.append((output, *_analyze_person(video, output, options, solve_options, body, progress,
-                                                     scan, person)))
+            solved.append((folder / f"{video.stem}_person{person.id}.npz",
+                           *_follow_person(video, options, solve_options, body, progress, scan, person)))
         except TrackError as error:  # a brief or hidden person: the others still count
             failures.append(f"person {person.id}: {error}")
             log.warning(f"{video.name}: person {person.id} skipped: {error}")
-    if not written:
+    if not solved:
         raise TrackError("no person could be solved: " + "; ".join(failures))
-    return written
+    for output, motion, _ in solved:
+        write_motion(output, motion)
+    return solved
 
 
-def _analyze_person(video: Path, output: str | Path, options: AnalyzeOptions, solve_options: SolveOptions,
-                    body: BodyModel | None, progress: Progress | None, scan: PeopleScan,
-                    person: Track) -> tuple[Motion, Solution]:
+def _follow_person(video: Path, options: AnalyzeOptions, solve_options: SolveOptions, body: BodyModel | None,
+                   progress: Progress | None, scan: PeopleScan, person: Track) -> tuple[Motion, Solution]:
+    """One person of a scan, regressed with everyone else hidden and solved (not written)."""
     plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
     track, read = regress_video(video, options, progress, follow=plan)
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress)
@@ -260,7 +265,6 @@ def _analyze_person(video: Path, output: str | Path, options: AnalyzeOptions, so
     motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
                      source_video=video.name, source_sha256=file_sha256(video),
                      person_boxes=plan.boxes_over(track.frame_indices))
-    write_motion(output, motion)
     return motion, solution
 
 

@@ -228,6 +228,19 @@ def test_analyze_all_writes_a_file_per_person_and_a_bad_pick_is_refused_at_once(
     assert refused["event"] == "error" and refused["kind"] == "bad_request" and "person" in refused["message"]
 
 
+def test_cancelling_all_after_the_first_person_writes_no_file(engine) -> None:
+    folder = engine.directory / "cancelled_everyone"
+    mark = engine.send({"id": "all3", "type": "analyze", "video": str(samples.demo_video()),
+                        "output": str(folder), "options": {"end_s": 2.0, "person": "all"}, "solve": {"device": "cpu"}})
+    # The first person solved, the second being regressed: cancel then.
+    solved = engine.wait_for(lambda e: e["id"] == "all3" and e["event"] == "progress" and e["stage"] == "solve", mark)
+    engine.wait_for(lambda e: e["id"] == "all3" and e["event"] == "progress" and e["stage"] == "regress",
+                    engine.events.index(solved))
+    engine.request({"id": "c-all3", "type": "cancel", "target": "all3"})
+    assert engine.finish("all3", mark)[-1]["kind"] == "cancelled"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
 def test_refine_reports_before_and_after(engine, analysed) -> None:
     first = analysed[0][-1]
     output = engine.directory / "refined.npz"

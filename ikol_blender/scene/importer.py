@@ -103,11 +103,13 @@ def import_motions(context_or_scene: bpy.types.Context | bpy.types.Scene, motion
             created.append(action)
             keyframes.write_keys(armature, action, _channels(armature, motion))
             camera = video_camera(motion)
-            if camera is not None and camera_object is None:
+            if camera is None:  # a file that records no camera: its rig is seen by none
+                pass
+            elif camera_object is None:
                 camera_object, shared = _add_camera(camera, f"{name}_camera", scene.collection, video, created), camera
-            elif camera is not None:
+            else:
                 armature.matrix_world = _seen_from(camera_object, camera)
-            if camera_object is not None:
+            if camera is not None:
                 armature[CAMERA_PROPERTY] = camera_object.name
             armatures.append(armature)
         _set_timing(scene, motions)
@@ -157,7 +159,8 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     if camera is None or camera_object is None or camera_object.type != "CAMERA":
         return
     if _camera_users(camera_object) == [armature]:
-        _place_camera(camera_object, camera)
+        # Wherever the rig stands (moved by the animator, or placed for an earlier shared camera).
+        _place_camera(camera_object, camera, armature.matrix_world)
     else:  # the other people it sees stay where they are; this rig moves instead
         armature.matrix_world = _seen_from(camera_object, camera)
 
@@ -240,11 +243,13 @@ def _camera_users(camera_object: bpy.types.Object) -> list[bpy.types.Object]:
     return [obj for obj in bpy.data.objects if obj.get(CAMERA_PROPERTY) == camera_object.name]
 
 
-def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera) -> None:
-    """Puts a camera object where the engine's pinhole camera was, with its field of view."""
+def _place_camera(camera_object: bpy.types.Object, camera: VideoCamera, rig_world: Matrix | None = None) -> None:
+    """Puts a camera object where the engine's pinhole camera was, with its field of view:
+    relative to a rig at ``rig_world`` (default: a rig at the origin)."""
     camera_object.data.sensor_fit = "HORIZONTAL"
     camera_object.data.angle = np.radians(camera.fov_deg)
-    camera_object.matrix_world = Matrix(camera.matrix_world.tolist())
+    placement = Matrix(camera.matrix_world.tolist())
+    camera_object.matrix_world = placement if rig_world is None else rig_world @ placement
 
 
 def _set_timing(scene: bpy.types.Scene, motions: Sequence[Motion]) -> None:

@@ -112,6 +112,36 @@ def test_people_of_one_video_share_its_camera_each_where_their_own_solve_saw_the
     assert np.array_equal(np.array(camera.matrix_world), camera_before)
     assert worst_pixel_error(rigs[1], second, filmed_joints(second), refined_floor) < 0.5
     assert worst_pixel_error(rigs[0], first, filmed_joints(first), first_floor) < 0.5
+    # With the first person deleted, the second rig is the camera's only user: a refine
+    # moves the camera, relative to where that rig stands, and it still sees the rig right.
+    bpy.data.objects.remove(rigs[0])
+    again_floor = dict(floor, height_camera=-1.5)
+    again = write_motion(tmp_path / "second_again.npz",
+                         dataclasses.replace(second, options=dict(first.options, result={"floor": again_floor})))
+    rig_before = np.array(rigs[1].matrix_world)
+    rekey_motion(rigs[1], again)
+    assert np.array_equal(np.array(rigs[1].matrix_world), rig_before)
+    assert not np.allclose(np.array(camera.matrix_world), camera_before)
+    assert worst_pixel_error(rigs[1], second, filmed_joints(second), again_floor) < 0.5
+
+
+def test_a_file_without_a_camera_is_not_tied_to_the_shared_one(blank, filmed, body, tmp_path):
+    import bpy
+
+    from conftest import make_clip
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motions, video_camera
+    from ikol_engine.motion import write_motion
+
+    first_path, first = filmed
+    other = make_clip(body, seed=6).motion
+    uncamera = dataclasses.replace(other, options={key: value for key, value in other.options.items()
+                                                   if key != "image_size"})
+    assert video_camera(uncamera) is None
+    path = write_motion(tmp_path / "no_camera.npz", uncamera)
+    rigs = import_motions(blank, [first_path, path], names=["seen", "unseen"])
+    assert CAMERA_PROPERTY in rigs[0] and CAMERA_PROPERTY not in rigs[1]
+    assert np.array_equal(np.array(rigs[1].matrix_world), np.eye(4))
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1
 
 
 def filmed_joints(motion) -> np.ndarray:

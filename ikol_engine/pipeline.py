@@ -187,14 +187,18 @@ def _nobody(names: tuple[str, ...], count: int) -> KeypointFrames:
 
 
 def find_people(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
-                progress: Progress | None = None) -> tuple[PeopleScan, list[Track]]:
+                progress: Progress | None = None, scan: PeopleScan | None = None) -> tuple[PeopleScan, list[Track]]:
     """Everyone in the analysed part of the video, and whom ``options.person`` picks.
 
+    Args:
+        scan: the people already found in this video with these options' start, end and
+            fps (a ``people`` request just before); None: found now.
     Raises:
         TrackError: nobody was found at all ("no person was found", as for a blank video).
         PeopleError: the pick matches nobody (its message lists the people found).
     """
-    scan = scan_people(video, options.start_s, options.end_s, options.fps, progress)
+    if scan is None:
+        scan = scan_people(video, options.start_s, options.end_s, options.fps, progress)
     if not scan.tracks:
         raise TrackError("no person was found in any frame (the person detector found nobody)")
     return scan, select_people(scan.tracks, options.choice)
@@ -202,19 +206,20 @@ def find_people(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
 
 def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
             solve_options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
-            progress: Progress | None = None) -> tuple[Motion, Solution]:
+            progress: Progress | None = None, scan: PeopleScan | None = None) -> tuple[Motion, Solution]:
     """Video to motion file: regress, solve, write atomically; returns what it wrote.
 
     The compute device is checked to exist before the regressor starts (the options
     and the body were checked when they were made), so no bad setting waits for the
     keypoint pass to be refused. The run's options record how the video decoded
     (``options["video"]``: frames promised and decoded, the rate and where it came from).
+    ``scan``: see :func:`find_people`.
     """
     if options.choice.mode == "all":
         raise ValueError("person 'all' writes one file per person: use analyze_people")
     video = Path(video)
     resolve_device(solve_options.device)
-    scan, [person] = find_people(video, options, progress)
+    scan, [person] = find_people(video, options, progress, scan)
     motion, solution = _follow_person(video, options, solve_options, body, progress, scan, person)
     write_motion(output, motion)
     return motion, solution
@@ -222,7 +227,8 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
 
 def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
                    solve_options: SolveOptions = SolveOptions(), body: BodyModel | None = None,
-                   progress: Progress | None = None) -> list[tuple[Path, Motion, Solution]]:
+                   progress: Progress | None = None,
+                   scan: PeopleScan | None = None) -> list[tuple[Path, Motion, Solution]]:
     """One motion file per person the choice picks (everyone for ``all``), written to
     ``folder / <video stem>_person<ID>.npz``; returns (path, motion, solution) each.
 
@@ -230,11 +236,11 @@ def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOption
     their own, so the cost grows linearly with the number of people. A person who
     turns out to have no solvable frame is skipped with a warning, unless nobody has one.
     The files are written once every person is solved, so an interrupted or cancelled
-    run writes none.
+    run writes none. ``scan``: see :func:`find_people`.
     """
     video, folder = Path(video), Path(folder)
     resolve_device(solve_options.device)
-    scan, people = find_people(video, options, progress)
+    scan, people = find_people(video, options, progress, scan)
     solved, failures = [], []
     for person in people:
         try:

@@ -29,6 +29,8 @@ echoed in every event about that request. Unknown parameters are refused.
   to change; the others stay as the run that wrote ``motion`` had them), ``body``.
 * ``people``: ``video``, ``start_s``, ``end_s``, ``fps`` (optional), ``sheet`` (optional
   PNG path for a numbered contact sheet): everyone found, with the ids ``person`` takes.
+  The server keeps the last few: an analyze of the same, unchanged video with the same
+  ``start_s``, ``end_s`` and ``fps`` then skips its own search for people.
 * ``cancel``: ``target``, the id of a running or queued analyze/refine.
 * ``info``: ``device`` (optional, default "auto"): versions, device, GPU, what runs.
 * ``shutdown``: cancel all jobs, answer, exit with code 0.
@@ -100,11 +102,13 @@ from .body import BodyModel
 from .common.devices import resolve_device
 from .ik.solver import default_body, solve
 from .motion import read_motion
-from .people.scan import scan_people, write_scan_sheet
-from .pipeline import analyze, analyze_people, refine
+from .people.scan import PeopleScan, scan_people, write_scan_sheet
+from .pipeline import AnalyzeOptions, analyze, analyze_people, refine
 from .protocol import BAD_INPUT, BAD_REQUEST, CANCELLED, INTERNAL, BadRequest, RequestId
 from .regressors.base import RegressorError
 
+#: People scans kept for the analyses that follow them.
+_KEPT_SCANS = 4
 # How long a terminating server waits for the running job to reach its next progress
 # report (and so leave no temporary file) before it exits regardless.
 _TERMINATE_WAIT_S = 5.0
@@ -149,6 +153,9 @@ class Server:
         self._running: _Job | None = None
         self._stopping = False
         self._bodies: dict[tuple[str, int, int], BodyModel] = {}
+        # The last people scans, so that an analyze right after a people request (the
+        # add-on's Detect People, then Import) does not search the video again.
+        self._scans: collections.OrderedDict[tuple, PeopleScan] = collections.OrderedDict()
         self._worker = threading.Thread(target=self._work, name="ikol-engine-jobs", daemon=True)
         self._in_job = threading.local()
 
@@ -328,18 +335,24 @@ class Server:
         return "result", {**result, "seconds": time.perf_counter() - started}
 
     def _analyze(self, request: protocol.Analyze, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+        known = self._scans.get(_scan_key(request.video, request.options))
         if request.options.choice.mode == "all":  # output is a folder; one file per person
             written = analyze_people(request.video, request.output, request.options, request.solve,
-                                     self._body(request.body), progress)
+                                     self._body(request.body), progress, known)
             return {"output": request.output,
                     "people": [protocol.job_result(str(path), motion, solution) for path, motion, solution in written]}
         motion, solution = analyze(request.video, request.output, request.options, request.solve,
-                                   self._body(request.body), progress)
+                                   self._body(request.body), progress, known)
         return protocol.job_result(request.output, motion, solution)
 
     def _people(self, request: protocol.People, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
         options = request.options
         scan = scan_people(request.video, options.start_s, options.end_s, options.fps, progress)
+        key = _scan_key(request.video, options)
+        if key is not None:
+            self._scans[key] = scan
+            while len(self._scans) > _KEPT_SCANS:
+                self._scans.popitem(last=False)
         if request.sheet is not None:
             write_scan_sheet(request.video, scan, request.sheet, options.fps)
         return {"people": scan.as_json(), "frames": [scan.start, scan.end], "detection_step": scan.step,
@@ -379,6 +392,16 @@ class Server:
 
     def _send_cancelled(self, job: _Job) -> None:
         self.events.send(job.request.id, "error", **_CANCELLED)
+
+
+def _scan_key(video: str, options: AnalyzeOptions) -> tuple | None:
+    """What a people scan depends on: the video file as it is now, and the range and rate;
+    None if the file cannot be read (the job then reports it)."""
+    try:
+        stat = Path(video).stat()
+    except OSError:
+        return None
+    return str(Path(video).resolve()), stat.st_mtime_ns, stat.st_size, options.start_s, options.end_s, options.fps
 
 
 def _warm_up() -> None:

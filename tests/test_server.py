@@ -215,10 +215,13 @@ def test_people_request_lists_everyone_and_writes_a_sheet(engine) -> None:
 
 def test_analyze_all_writes_a_file_per_person_and_a_bad_pick_is_refused_at_once(engine, analysed) -> None:
     folder = engine.directory / "everyone"
-    result = engine.request({"id": "all1", "type": "analyze", "video": str(samples.demo_video()),
-                             "output": str(folder), "options": {"end_s": 2.0, "person": "all"},
-                             "solve": {"device": "cpu"}})
+    mark = engine.send({"id": "all1", "type": "analyze", "video": str(samples.demo_video()),
+                        "output": str(folder), "options": {"end_s": 2.0, "person": "all"}, "solve": {"device": "cpu"}})
+    events = engine.finish("all1", mark)
+    result = events[-1]
     assert result["event"] == "result", result
+    # The people request of the same video and range (the test above) found them already.
+    assert "people" not in {e["stage"] for e in events if e["event"] == "progress"}
     assert [Path(p["output"]).name for p in result["people"]] == ["demo_person1.npz", "demo_person2.npz"]
     assert [p["person"] for p in result["people"]] == [1, 2]
     assert sorted(os.listdir(folder)) == ["demo_person1.npz", "demo_person2.npz"]

@@ -92,6 +92,10 @@ def _analyze(args: argparse.Namespace) -> int:
         folder = Path(args.output)
         if folder.suffix.lower() == ".npz" or folder.is_file():
             raise ValueError(f"--person all writes one file per person: -o must be a folder, got {folder}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot make the output folder {folder}: {error.strerror or error}") from None
         with _library_output(args, str(folder / Path(args.video).stem)):
             written = analyze_people(args.video, folder, options, solve_options, body, ProgressBar())
         for output, motion, solution in written:
@@ -106,7 +110,9 @@ def _analyze(args: argparse.Namespace) -> int:
 def _people(args: argparse.Namespace) -> int:
     from .people import people_table
     from .people.scan import scan_people, write_scan_sheet
+    from .pipeline import AnalyzeOptions
 
+    AnalyzeOptions(start_s=args.start, end_s=args.end, fps=args.fps)  # checked before the video is opened
     with contextlib.ExitStack() as stack:
         if args.sheet:
             stack.enter_context(_library_output(args, args.sheet))

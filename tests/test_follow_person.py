@@ -190,6 +190,16 @@ def test_a_bad_person_value_is_refused_before_any_frame() -> None:
             AnalyzeOptions(person=bad)
 
 
-def test_all_needs_a_folder(clips, tmp_path: Path, capsys) -> None:
+def test_all_needs_a_folder_and_makes_it(clips, tmp_path: Path, capsys) -> None:
     assert main(["analyze", str(clips[0].path), "-o", str(tmp_path / "x.npz"), "--person", "all"]) == 2
     assert "-o must be a folder" in capsys.readouterr().err
+    folder = tmp_path / "new" / "people"
+    assert main(["analyze", str(clips[0].path), "-o", str(folder), "--person", "all", "--iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in folder.glob("*.npz")) == ["side_by_side_person1.npz", "side_by_side_person2.npz"]
+    assert out.count("wrote ") == 2
+
+
+def test_people_refuses_a_bad_range_before_reading_the_video(tmp_path: Path, capsys) -> None:
+    assert main(["people", str(tmp_path / "not-even-there.mp4"), "--start", "3", "--end", "1"]) == 2
+    assert "start time 3.0 s must come before end time 1.0 s" in capsys.readouterr().err

@@ -233,7 +233,12 @@ class IKOL_OT_import_picked(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         picker = context.scene.ikol_people
-        return bpy.ops.ikol.import_video("EXEC_DEFAULT", filepath=picker.video, person=picker.person)
+        video = bpy.path.abspath(picker.video)
+        if picker.person not in ("auto", "all") and video != picker.detected_for:
+            # Ids are a video's own: another video's person 2 is someone else.
+            self.report({"ERROR"}, "the people listed were found in another video: Detect People again")
+            return {"CANCELLED"}
+        return bpy.ops.ikol.import_video("EXEC_DEFAULT", filepath=video, person=picker.person)
 
 
 class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
@@ -322,6 +327,8 @@ class IKOLPeopleSettings(bpy.types.PropertyGroup):
 
     video: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     people: bpy.props.CollectionProperty(type=IKOLPerson)
+    detected_for: bpy.props.StringProperty(name="Detected in", options={"HIDDEN"},
+                                           description="The video the people listed were found in")
     person: bpy.props.EnumProperty(name="Person", items=_person_items,
                                    description="Whom Import Video follows")
 

@@ -105,7 +105,7 @@ class DetectPeopleTask(_Task):
 
     def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
         picker = context.scene.ikol_people
-        picker.video = str(self.video)
+        picker.video = picker.detected_for = str(self.video)
         picker.people.clear()
         for person in result["people"]:
             item = picker.people.add()

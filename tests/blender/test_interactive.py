@@ -306,6 +306,13 @@ def test_detect_people_then_import_the_one_picked_or_everyone(session, tmp_path,
         assert {o[CAMERA_PROPERTY] for o in everyone} == {everyone[0][CAMERA_PROPERTY]}
         ids = sorted(read_motion(o[MOTION_PROPERTY]).options["person"]["id"] for o in everyone)
         assert ids == [1, 2]
+        # Another video chosen after detecting: its ids are not these people's.
+        picker.person = "2"
+        picker.video = str(clip.halves[0])
+        objects = len(bpy.data.objects)
+        with pytest.raises(RuntimeError, match="Detect People again"):
+            bpy.ops.ikol.import_picked()
+        assert len(bpy.data.objects) == objects
     finally:
         ikol_blender.unregister()
 

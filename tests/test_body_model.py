@@ -158,3 +158,15 @@ def test_non_dict_pickle(tmp_path):
     path.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(BodyModelError, match="expected a dict"):
         BodyModel(path)
+
+
+@pytest.mark.parametrize("flag", [0x1, 0x20])  # encrypted, patch data: zipfile refuses both
+def test_npz_member_flagged_unreadable_is_named(tmp_path, flag):
+    data = bytearray(write_synthetic_body(tmp_path / "whole.npz").read_bytes())
+    entry = data.rfind(b"PK\x01\x02")
+    data[entry + 8] |= flag
+    path = tmp_path / "flagged.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BodyModelError, match="truncated or not a body model file") as refused:
+        BodyModel(path)
+    assert str(path) in str(refused.value)

@@ -110,3 +110,18 @@ def test_the_corruption_test_reaches_inside_the_archive(motion_bytes: bytes, tmp
     path.write_bytes(flipped)
     with pytest.raises(MotionFileError, match="corrupt|unreadable|CRC|unit quaternions"):
         read_motion(path)
+
+
+@pytest.mark.parametrize(("flag", "words"), [(0x1, "encrypted"), (0x20, "patched")])
+def test_a_member_flagged_encrypted_or_patched_is_our_error(motion_bytes: bytes, tmp_path: Path, flag: int,
+                                                            words: str) -> None:
+    """Found by the property above on a fresh clone: one bit of a central-directory entry's
+    flags makes zipfile refuse that member with RuntimeError or NotImplementedError."""
+    data = bytearray(motion_bytes)
+    entry = data.rfind(b"PK\x01\x02")  # the last member's central-directory entry
+    data[entry + 8] |= flag  # its general-purpose flags, low byte
+    path = tmp_path / "flagged.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(MotionFileError) as refused:
+        read_motion(path)
+    assert str(path) in str(refused.value) and words in str(refused.value)

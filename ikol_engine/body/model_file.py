@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,10 @@ def _read_raw(path: Path) -> dict:
         if "allow_pickle" in str(error):
             raise BodyModelError(f"{path}: holds pickled Python objects; a body .npz must hold plain arrays") from None
         raise BodyModelError(f"{path}: unreadable ({error})") from None
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, KeyError, TypeError,
-            AttributeError, IndexError) as error:
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, zlib.error, OSError, KeyError, TypeError,
+            AttributeError, IndexError, RuntimeError, NotImplementedError) as error:
+        # RuntimeError, NotImplementedError: zipfile refusing a member flagged encrypted or
+        # as patch data, which one flipped bit can make of an .npz.
         raise BodyModelError(f"{path}: truncated or not a body model file ({type(error).__name__}: {error})") from None
     raise BodyModelError(f"{path}: unsupported body model format {suffix!r} (expected .pkl or .npz)")
 

@@ -147,8 +147,10 @@ _OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
 _STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
 _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
 
-# What np.load and reading an archive member raise on a file that is not a complete npz.
-_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error)
+# What np.load and reading an archive member raise on a file that is not a complete npz;
+# zipfile refuses members flagged encrypted (RuntimeError) or as patch data
+# (NotImplementedError), which one flipped bit in the directory can make of any file.
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, RuntimeError, NotImplementedError)
 
 
 class MotionFileError(ValueError):

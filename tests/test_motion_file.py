@@ -305,6 +305,13 @@ def test_a_killed_writers_temp_file_is_found_and_removed_by_its_parent(tmp_path:
     assert sorted(os.listdir(tmp_path)) == sorted(["clip.npz", *others])
     assert path.read_bytes() == before
     assert remove_partial_files(tmp_path / "missing-folder" / "clip.npz") == []
+    # A folder (one file per person): what was left for any file in it, and nothing else.
+    folder = tmp_path / "people"
+    folder.mkdir()
+    for name in ("video_person1.npz", ".video_person2.npz.partial-00112233aabb.npz", "notes.partial-0.txt"):
+        (folder / name).write_bytes(b"x")
+    assert remove_partial_files(folder) == [folder / ".video_person2.npz.partial-00112233aabb.npz"]
+    assert sorted(os.listdir(folder)) == ["notes.partial-0.txt", "video_person1.npz"]
 
 
 def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:

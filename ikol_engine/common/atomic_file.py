@@ -46,14 +46,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def remove_partial_files(path: Path) -> list[Path]:
-    """Deletes the temporary files :func:`atomic_path` left beside ``path`` in a process
-    that was killed before it could; returns them. Call it only once that process is gone:
-    a live writer's temporary file looks the same."""
+    """Deletes the temporary files :func:`atomic_path` left for ``path`` in a process that
+    was killed before it could; returns them. For a folder (a run writing one file per
+    person into it), those left for any file in it. Call it only once that process is
+    gone: a live writer's temporary file looks the same."""
     path = Path(path)
-    name = re.compile(rf"\.{re.escape(path.name)}{re.escape(_PARTIAL)}[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
-                      rf"{re.escape(path.suffix)}")
+    token = rf"{re.escape(_PARTIAL)}[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
+    if path.is_dir():
+        folder, name = path, re.compile(rf"\..+{token}(\.[^.]+)?")
+    else:
+        folder, name = path.parent, re.compile(rf"\.{re.escape(path.name)}{token}{re.escape(path.suffix)}")
     try:
-        leftovers = [path.parent / entry for entry in os.listdir(path.parent) if name.fullmatch(entry)]
+        leftovers = [folder / entry for entry in os.listdir(folder) if name.fullmatch(entry)]
     except OSError:  # no such folder: nothing was written there
         return []
     for leftover in leftovers:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..track.options import Progress
-from ..video.decode import VideoInfo, frame_range, iter_frames, prefetched, probe
+from ..video.decode import VideoInfo, frame_range, frames_at, iter_frames, prefetched, probe
 from .boxes import follow_boxes
 from .detector import PersonDetector
 from .overview import contact_sheet, describe, write_contact_sheet
@@ -136,7 +136,6 @@ def write_scan_sheet(video: str | Path, scan: PeopleScan, path: str | Path, fps:
     """
     steps = range(scan.start, scan.end, scan.step)
     picks = {steps[round(k * (len(steps) - 1) / (SHEET_FRAMES - 1))] for k in range(SHEET_FRAMES)}
-    frames = [(frame.index, frame.image) for frame in iter_frames(video, scan.start, scan.end, scan.step, fps=fps)
-              if frame.index in picks]
+    frames = [(frame.index, frame.image) for frame in frames_at(video, picks, fps)]
     write_contact_sheet(Path(path), contact_sheet(frames, scan.tracks))
     return Path(path)

@@ -25,6 +25,7 @@ got, and the pipeline compares it with the count the container promised.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -35,8 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["MAX_FPS", "MIN_FPS", "Frame", "VideoError", "VideoInfo", "check_fps", "frame_range", "iter_frames",
-           "prefetched",
+__all__ = ["MAX_FPS", "MIN_FPS", "Frame", "VideoError", "VideoInfo", "check_fps", "frame_range", "frames_at",
+           "iter_frames", "prefetched",
            "probe"]
 
 #: The frame rates taken as real, from the container or from the user.
@@ -226,49 +227,63 @@ def iter_frames(
         raise ValueError(f"stride must be >= 1, got {stride}")
     if end_frame is not None and end_frame < start_frame:
         raise ValueError(f"end_frame {end_frame} comes before start_frame {start_frame}")
+    wanted = itertools.count(start_frame, stride) if end_frame is None else iter(range(start_frame, end_frame, stride))
     grid = fps is not None
     path, capture, fps = _open(path, fps)
-    return _frames(path, capture, fps if grid else None, start_frame, end_frame, stride)
+    return _frames(path, capture, fps if grid else None, wanted)
 
 
-def _frames(
-    path: Path,
-    capture: cv2.VideoCapture,
-    grid_fps: float | None,
-    start_frame: int,
-    end_frame: int | None,
-    stride: int,
-) -> Iterator[Frame]:
-    """The generator behind :func:`iter_frames`, over an opened capture it releases;
-    frames are timed on ``grid_fps``'s grid where given, else by the decoder."""
+def frames_at(path: str | Path, indices: Iterable[int], fps: float | None = None) -> Iterator[Frame]:
+    """Decode just frames ``indices`` (any order, repeats ignored), in one pass, in order.
+
+    As :func:`iter_frames`: the frames between are grabbed, not converted; the stream
+    ending before the last index asked for ends the iteration (the caller sees which
+    frames came).
+
+    Raises:
+        ValueError: a negative index.
+        VideoError: as :func:`iter_frames`.
+    """
+    wanted = sorted({int(i) for i in indices})
+    if wanted and wanted[0] < 0:
+        raise ValueError(f"frame index {wanted[0]} is negative")
+    grid = fps is not None
+    path, capture, fps = _open(path, fps)
+    return _frames(path, capture, fps if grid else None, iter(wanted))
+
+
+def _frames(path: Path, capture: cv2.VideoCapture, grid_fps: float | None, wanted: Iterator[int]) -> Iterator[Frame]:
+    """The generator behind :func:`iter_frames` and :func:`frames_at`: the frames of an
+    increasing sequence of indices, over an opened capture it releases; frames are timed
+    on ``grid_fps``'s grid where given, else by the decoder."""
     try:
         grabbed = 0  # frames grabbed so far, i.e. the index of the next one grab() reads
-        wanted = start_frame
         previous_s = -math.inf
-        while end_frame is None or wanted < end_frame:
-            while grabbed <= wanted and capture.grab():
+        first = True
+        for index in wanted:
+            while grabbed <= index and capture.grab():
                 grabbed += 1
-            if grabbed <= wanted:
-                if wanted == start_frame:
+            if grabbed <= index:
+                if first:
                     raise VideoError(
-                        f"no frame of {path} decodes from frame {start_frame} on: the stream "
+                        f"no frame of {path} decodes from frame {index} on: the stream "
                         f"ends or breaks after {grabbed} frame(s)"
                     )
                 return
+            first = False
             # The grabbed frame's presentation time, read before retrieve() moves on.
-            time_s = wanted / grid_fps if grid_fps else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            time_s = index / grid_fps if grid_fps else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if not time_s > previous_s or not math.isfinite(time_s):
-                raise VideoError(f"frame {wanted} of {path} has a timestamp ({time_s:g} s) that does not follow "
+                raise VideoError(f"frame {index} of {path} has a timestamp ({time_s:g} s) that does not follow "
                                  f"the previous frame's ({previous_s:g} s); give the real rate (--fps) to time "
                                  "the frames by their number instead")
             previous_s = time_s
             ok, bgr = capture.retrieve()
             if not ok:
-                raise VideoError(f"frame {wanted} of {path} was read but could not be decoded")
+                raise VideoError(f"frame {index} of {path} was read but could not be decoded")
             # In place: a second full-size buffer per frame would double the peak memory.
             image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
-            yield Frame(wanted, time_s, image)
-            wanted += stride
+            yield Frame(index, time_s, image)
     finally:
         capture.release()
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import cv2
 
 from ..common.atomic_file import atomic_path
-from .decode import VideoError, iter_frames
+from .decode import VideoError, frames_at
 
 
 def export_frames(video: str | Path, indices: Sequence[int], directory: str | Path,
                   max_width: int | None = None) -> list[Path]:
     """Writes frames ``indices`` of ``video`` as ``frame_NNNNNN.png`` in ``directory``.
 
-    Frames are read in one pass from the first to the last index asked for. Wider frames
+    Frames are read in one pass, only the ones asked for converted. Wider frames
     are scaled down to ``max_width`` pixels, keeping their aspect.
 
     Returns:
@@ -33,9 +33,7 @@ def export_frames(video: str | Path, indices: Sequence[int], directory: str | Pa
         raise VideoError(f"{video}: frame index {wanted[0]} is negative")
     directory = Path(directory)
     written: dict[int, Path] = {}
-    for frame in iter_frames(video, wanted[0], wanted[-1] + 1):
-        if frame.index not in wanted:
-            continue
+    for frame in frames_at(video, wanted):
         image = frame.image
         if max_width is not None and image.shape[1] > max_width:
             height = round(image.shape[0] * max_width / image.shape[1])

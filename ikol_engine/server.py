@@ -42,8 +42,8 @@ Events
 * ``ready`` (id null, first line): ``protocol`` (:data:`~ikol_engine.protocol.PROTOCOL_VERSION`)
   and the same fields as an info result.
 * ``progress``: ``stage`` ("people": frames searched for people; "regress": frames
-  through the keypoint network; "solve": IK passes), ``done``, ``total``. At most about 20 a second per job; a stage's first
-  and last report are always sent.
+  through the keypoint network; "solve": IK passes), ``done``, ``total``. At most about
+  20 a second per job; a stage's first and last report are always sent.
 * ``log``: ``level`` ("info", "warning", "error", "critical"), ``message``: Python warnings
   raised during a job, and notes such as a job waiting in the queue.
 * ``result``: the request's answer, its last event. analyze and refine: ``output``,
@@ -381,11 +381,9 @@ class Server:
         """The body model at ``path``, loaded once per version of the file; None: the bundled body."""
         if path is None:
             return None
-        try:
-            stat = Path(path).stat()
-        except OSError:
+        key = _file_version(path)
+        if key is None:
             return BodyModel(path)  # raises BodyModelError naming the file
-        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
         if key not in self._bodies:
             self._bodies[key] = BodyModel(path)
         return self._bodies[key]
@@ -394,14 +392,21 @@ class Server:
         self.events.send(job.request.id, "error", **_CANCELLED)
 
 
+def _file_version(path: str) -> tuple[str, int, int] | None:
+    """A file as it is now (path, modification time, size), to cache what was read from
+    it; None if it cannot be read."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size
+
+
 def _scan_key(video: str, options: AnalyzeOptions) -> tuple | None:
     """What a people scan depends on: the video file as it is now, and the range and rate;
     None if the file cannot be read (the job then reports it)."""
-    try:
-        stat = Path(video).stat()
-    except OSError:
-        return None
-    return str(Path(video).resolve()), stat.st_mtime_ns, stat.st_size, options.start_s, options.end_s, options.fps
+    version = _file_version(video)
+    return None if version is None else (*version, options.start_s, options.end_s, options.fps)
 
 
 def _warm_up() -> None:

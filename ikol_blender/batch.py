@@ -258,7 +258,8 @@ def _analyze_everyone(engine: engine_process.Engine, video: Path, output: Path,
     ``output``; they are moved in (each replacing an older one) only once all are written."""
     with tempfile.TemporaryDirectory(prefix=f".{video.stem}-people-", dir=output) as scratch:
         engine_process.run_analyze(engine, video, scratch, options, progress, log=lambda line: None)
-        written = sorted(Path(scratch).glob(f"{video.stem}_person*.npz"), key=lambda p: int(p.stem.rpartition("person")[2]))
+        written = sorted(Path(scratch).glob(f"{video.stem}_person*.npz"),
+                         key=lambda path: int(path.stem.rpartition("person")[2]))
         if not written:
             raise RuntimeError("the engine wrote no motion file")
         moved = [output / path.name for path in written]

@@ -349,6 +349,8 @@ class PersonDetector:
 
     def _in_windows(self, image: np.ndarray, windows: list[tuple[int, int, int]]) -> Detections:
         """The candidates of every square window (x0, y0, side), merged."""
+        if not windows:
+            return Detections.empty()
         all_points, all_scores = [], []
         for x0, y0, side in windows:
             points, scores = self._candidates(image[y0 : y0 + side, x0 : x0 + side])
@@ -357,8 +359,6 @@ class PersonDetector:
             inside = np.all((points[:, 0] >= 0) & (points[:, 0] <= side), axis=1)
             all_points.append(points[inside] + np.array([x0, y0], np.float64))
             all_scores.append(scores[inside])
-        if not windows:
-            return Detections.empty()
         keypoints = np.concatenate(all_points)
         scores = np.concatenate(all_scores)
         if len(scores) == 0:

@@ -220,7 +220,8 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     video = Path(video)
     resolve_device(solve_options.device)
     scan, [person] = find_people(video, options, progress, scan)
-    motion, solution = _follow_person(video, options, solve_options, body, progress, scan, person)
+    motion, solution = _follow_person(video, file_sha256(video), options, solve_options, body, progress, scan,
+                                      person)
     write_motion(output, motion)
     return motion, solution
 
@@ -241,11 +242,12 @@ def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOption
     video, folder = Path(video), Path(folder)
     resolve_device(solve_options.device)
     scan, people = find_people(video, options, progress, scan)
+    digest = file_sha256(video)  # one read of the whole video, for every person's file
     solved, failures = [], []
     for person in people:
         try:
             solved.append((folder / f"{video.stem}_person{person.id}.npz",
-                           *_follow_person(video, options, solve_options, body, progress, scan, person)))
+                           *_follow_person(video, digest, options, solve_options, body, progress, scan, person)))
         except TrackError as error:  # a brief or hidden person: the others still count
             failures.append(f"person {person.id}: {error}")
             log.warning(f"{video.name}: person {person.id} skipped: {error}")
@@ -256,8 +258,9 @@ def analyze_people(video: str | Path, folder: str | Path, options: AnalyzeOption
     return solved
 
 
-def _follow_person(video: Path, options: AnalyzeOptions, solve_options: SolveOptions, body: BodyModel | None,
-                   progress: Progress | None, scan: PeopleScan, person: Track) -> tuple[Motion, Solution]:
+def _follow_person(video: Path, source_sha256: str, options: AnalyzeOptions, solve_options: SolveOptions,
+                   body: BodyModel | None, progress: Progress | None, scan: PeopleScan,
+                   person: Track) -> tuple[Motion, Solution]:
     """One person of a scan, regressed with everyone else hidden and solved (not written)."""
     plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
     track, read = regress_video(video, options, progress, follow=plan)
@@ -269,7 +272,7 @@ def _follow_person(video: Path, options: AnalyzeOptions, solve_options: SolveOpt
            "person": {"id": person.id, "choice": options.person, "found": [t.id for t in scan.tracks],
                       "detected_frames": len(person.frames), "detection_step": scan.step}}
     motion = _motion(track, solution, body or default_body(), run, regressor_name=_regressor_name(options),
-                     source_video=video.name, source_sha256=file_sha256(video),
+                     source_video=video.name, source_sha256=source_sha256,
                      person_boxes=plan.boxes_over(track.frame_indices))
     return motion, solution
 

@@ -125,3 +125,14 @@ def test_a_member_flagged_encrypted_or_patched_is_our_error(motion_bytes: bytes,
     with pytest.raises(MotionFileError) as refused:
         read_motion(path)
     assert str(path) in str(refused.value) and words in str(refused.value)
+
+
+def test_a_damaged_array_header_is_our_error(motion_bytes: bytes, tmp_path: Path) -> None:
+    """Found by the property above on a fresh clone: a bracket flipped into an .npy header
+    made numpy's header parser raise SyntaxError."""
+    at = motion_bytes.index(b"'shape': (50, 24, 4)")  # the rotations' header
+    path = tmp_path / "header.npz"
+    path.write_bytes(motion_bytes[:at - 1] + b"[" + motion_bytes[at:])
+    with pytest.raises(MotionFileError) as refused:
+        read_motion(path)
+    assert str(path) in str(refused.value)

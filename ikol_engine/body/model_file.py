@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -89,9 +90,10 @@ def _read_raw(path: Path) -> dict:
             raise BodyModelError(f"{path}: holds pickled Python objects; a body .npz must hold plain arrays") from None
         raise BodyModelError(f"{path}: unreadable ({error})") from None
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, zlib.error, OSError, KeyError, TypeError,
-            AttributeError, IndexError, RuntimeError, NotImplementedError) as error:
+            AttributeError, IndexError, RuntimeError, NotImplementedError, SyntaxError, tokenize.TokenError) as error:
         # RuntimeError, NotImplementedError: zipfile refusing a member flagged encrypted or
-        # as patch data, which one flipped bit can make of an .npz.
+        # as patch data, which one flipped bit can make of an .npz; SyntaxError, TokenError:
+        # numpy's parser of a damaged .npy header.
         raise BodyModelError(f"{path}: truncated or not a body model file ({type(error).__name__}: {error})") from None
     raise BodyModelError(f"{path}: unsupported body model format {suffix!r} (expected .pkl or .npz)")
 

@@ -97,6 +97,7 @@ import hashlib
 import json
 import math
 import numbers
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -149,8 +150,10 @@ _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
 
 # What np.load and reading an archive member raise on a file that is not a complete npz;
 # zipfile refuses members flagged encrypted (RuntimeError) or as patch data
-# (NotImplementedError), which one flipped bit in the directory can make of any file.
-_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, RuntimeError, NotImplementedError)
+# (NotImplementedError), which one flipped bit in the directory can make of any file, and
+# numpy's parser of an .npy header lets SyntaxError and tokenize's TokenError through.
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, RuntimeError, NotImplementedError,
+               SyntaxError, tokenize.TokenError)
 
 
 class MotionFileError(ValueError):

@@ -1,10 +1,12 @@
 """The engine's two jobs: ``analyze`` (video to motion file) and ``refine`` (motion file to motion file).
 
-``analyze`` first finds everyone in the video (:mod:`.people`: detected, tracked, one
-id each) and picks the person to follow (``AnalyzeOptions.person``); it then streams
-the video through the regressor on that person's region only, so nobody else can
-take over, and hands the keypoints to :mod:`.track`. ``person="all"`` does this once per
-person (:func:`analyze_people`). ``refine`` re-runs only the track stage from the
+``analyze`` finds everyone in the video (:mod:`.people`: detected, tracked, one id
+each), picks the person to follow (``AnalyzeOptions.person``) and streams the video
+through the regressor on that person's region only, so nobody else can take over; the
+keypoints go to :mod:`.track`. The people are found on the frames decoded for the
+regressor, a second ahead of it (:mod:`.people.lookahead`), unless a scan is given.
+``person="all"`` finds the people first and then follows each in turn
+(:func:`analyze_people`). ``refine`` re-runs only the track stage from the
 keypoints a motion file keeps, so changing IK settings never needs the video or the
 network again. Every result is written atomically: an interrupted run leaves any
 previous file as it was.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -31,12 +33,13 @@ from .motion import Motion, file_sha256, read_motion, write_motion
 from .observations import Observations
 from .people import PersonChoice, Track, parse_person, select_people
 from .people.follow import FollowPlan, keep_chosen, spread
-from .people.scan import PeopleScan, scan_people
+from .people.lookahead import ProvisionalFollow, lookahead_frames, scanned
+from .people.scan import PeopleScan, Scanner, scan_people
 from .regressors import create_regressor, layout_for
-from .regressors.base import KeypointFrames
+from .regressors.base import KeypointFrames, Regressor
 from .track.options import Progress, SolveOptions, TrackError
 from .track.solve import Solution, solve_observations
-from .video.decode import check_fps, frame_range, iter_frames, prefetched, probe
+from .video.decode import Frame, VideoInfo, check_fps, frame_range, iter_frames, prefetched, probe
 
 #: Where the engine's own warnings go (a cut-off video); front ends show them to the user.
 log = logging.getLogger("ikol_engine")
@@ -129,54 +132,116 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
             (without ``options.fps``), or the range is empty.
         RegressorError: the regressor cannot start (e.g. a missing model file).
     """
+    with _regressor(options) as regressor:
+        info = probe(video, options.fps)
+        start, end = frame_range(info, options.start_s, options.end_s)
+        frames = prefetched(iter_frames(video, start, end, options.stride, fps=options.fps))
+        views = ((frame, frame.image if follow is None else follow.view(frame.index, frame.image)
+                  if follow.covers(frame.index) else None) for frame in frames)
+        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress)
+    if follow is not None:
+        run = run.kept(follow)
+    return run.observations(Path(video), info, options)
+
+
+def _regress_finding_people(video: Path, options: AnalyzeOptions, progress: Progress | None
+                            ) -> tuple[PeopleScan, Track, tuple[Observations, VideoRead, FollowPlan] | None]:
+    """:func:`regress_video` following ``options.person`` as the people are found, on one
+    decoding of the video (:mod:`.people.lookahead`).
+
+    Returns:
+        (scan, person, followed): the whole scan, the person it picks, and that person's
+        observations, the decoding and their :class:`FollowPlan`; ``followed`` is None
+        where the people found early on picked someone else, who was followed instead.
+
+    Raises:
+        as :func:`regress_video` and :func:`find_people`.
+    """
+    with _regressor(options) as regressor:
+        info = probe(video, options.fps)
+        start, end = frame_range(info, options.start_s, options.end_s)
+        scanner = Scanner(info, start, end)
+        follow = ProvisionalFollow(options.choice, scanner.step, start, end)
+        frames = prefetched(iter_frames(video, start, end, math.gcd(options.stride, scanner.step), fps=options.fps))
+        stream = prefetched(scanned(frames, scanner, lookahead_frames(scanner)))
+        views = ((frame, follow.view(frame, people)) for frame, people in stream
+                 if (frame.index - start) % options.stride == 0)
+        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress)
+    scan, [person] = find_people(video, options, scan=scanner.result())
+    serial = next(serial for serial, track in scanner.kept().items() if track.id == person.id)
+    if not follow.follows(serial):
+        return scan, person, None
+    plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
+    return scan, person, (*run.kept(plan).observations(video, info, options), plan)
+
+
+def _regressor(options: AnalyzeOptions) -> Regressor:
+    return create_regressor(options.regressor, model_complexity=options.model_complexity,
+                            batch_size=options.batch_size)
+
+
+@dataclass(frozen=True)
+class _Regressed:
+    """What a regressor pass saw: every frame decoded, and the poses of those it was shown.
+
+    Attributes:
+        found: the regressor's output on the frames shown, in order.
+        rows: (N,) positions of those frames among ``indices``.
+        indices, times: (T,) every frame's index and time.
+        promised: the frames the container promised in the range.
+    """
+
+    found: KeypointFrames
+    rows: np.ndarray
+    indices: np.ndarray
+    times: np.ndarray
+    promised: int
+
+    def kept(self, plan: FollowPlan) -> _Regressed:
+        """The poses that are the followed person's (:func:`.people.follow.keep_chosen`)."""
+        return dataclasses.replace(self, found=keep_chosen(plan, self.indices[self.rows], self.found))
+
+    def observations(self, video: Path, info: VideoInfo, options: AnalyzeOptions) -> tuple[Observations, VideoRead]:
+        read = VideoRead(frames_promised=self.promised, frames_decoded=len(self.indices))
+        if read.truncated:
+            log.warning(f"{video.name}: the container promised {read.frames_promised} frames here but only "
+                        f"{read.frames_decoded} decoded (cut off or damaged); analysed those {read.frames_decoded}")
+        frames = spread(self.found, self.rows, len(self.indices))
+        observed = Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
+                                image=frames.image_keypoints, detected=frames.detected, frame_indices=self.indices,
+                                fps=info.fps / options.stride, image_size=(info.width, info.height), twist=frames.twist,
+                                twist_confidence=frames.twist_confidence, betas=frames.betas, frame_times=self.times)
+        return observed, read
+
+
+def _regressed(regressor: Regressor, views: Iterable[tuple[Frame, np.ndarray | None]], total: int,
+               progress: Progress | None) -> _Regressed:
+    """Runs ``regressor`` on each frame's view ((H, W, 3) uint8 RGB; None: a gap), in
+    batches of the size the backend takes; ``total``: the frames expected, for progress."""
     report = progress or (lambda stage, done, total: None)
     parts: list[KeypointFrames] = []
     indices: list[int] = []
     times: list[float] = []
-    rows: list[int] = []  # positions in the clip of the frames regressed
-    batch: list[tuple[int, np.ndarray]] = []  # (frame index, image) for the next network run
-    with create_regressor(options.regressor, model_complexity=options.model_complexity,
-                          batch_size=options.batch_size) as regressor:
-        info = probe(video, options.fps)
-        start, end = frame_range(info, options.start_s, options.end_s)
-        total = len(range(start, end, options.stride))
-        report("regress", 0, total)
-        per_call = getattr(regressor, "batch_size", 1)  # backends that batch say how many frames they take
-
-        def regress() -> None:
-            found = regressor([image for _, image in batch])
-            if follow is not None:
-                found = keep_chosen(follow, np.array([index for index, _ in batch]), found)
-            parts.append(found)
-            batch.clear()
-
-        for frame in prefetched(iter_frames(video, start, end, options.stride, fps=options.fps)):
-            indices.append(frame.index)
-            times.append(frame.time_s)
-            if follow is None or follow.covers(frame.index):
-                rows.append(len(indices) - 1)
-                image = frame.image if follow is None else follow.view(frame.index, frame.image)
-                batch.append((frame.index, image))
-                if len(batch) == per_call:
-                    regress()
-            report("regress", len(indices), total)
-        if batch:
-            regress()
-        names = regressor.keypoint_names
-    read = VideoRead(frames_promised=total, frames_decoded=len(indices))
-    if read.truncated:
-        log.warning(f"{Path(video).name}: the container promised {read.frames_promised} frames here but only "
-                    f"{read.frames_decoded} decoded (cut off or damaged); analysed those {read.frames_decoded}")
-    frames = KeypointFrames.concatenate(parts) if parts else _nobody(names, 0)
-    if follow is not None:
-        frames = spread(frames, np.asarray(rows, dtype=np.int64), len(indices))
-    observed = Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
-                            image=frames.image_keypoints, detected=frames.detected,
-                            frame_indices=np.asarray(indices, dtype=np.int64), fps=info.fps / options.stride,
-                            image_size=(info.width, info.height), twist=frames.twist,
-                            twist_confidence=frames.twist_confidence, betas=frames.betas,
-                            frame_times=np.asarray(times, dtype=np.float64))
-    return observed, read
+    rows: list[int] = []
+    batch: list[np.ndarray] = []
+    per_call = getattr(regressor, "batch_size", 1)  # backends that batch say how many frames they take
+    report("regress", 0, total)
+    for frame, image in views:
+        indices.append(frame.index)
+        times.append(frame.time_s)
+        if image is not None:
+            rows.append(len(indices) - 1)
+            batch.append(image)
+            if len(batch) == per_call:
+                parts.append(regressor(batch))
+                batch.clear()
+        report("regress", len(indices), total)
+    if batch:
+        parts.append(regressor(batch))
+    names = regressor.keypoint_names
+    found = KeypointFrames.concatenate(parts) if parts else _nobody(names, 0)
+    return _Regressed(found, np.asarray(rows, dtype=np.int64), np.asarray(indices, dtype=np.int64),
+                      np.asarray(times, dtype=np.float64), total)
 
 
 def _nobody(names: tuple[str, ...], count: int) -> KeypointFrames:
@@ -213,15 +278,28 @@ def analyze(video: str | Path, output: str | Path, options: AnalyzeOptions = Ana
     and the body were checked when they were made), so no bad setting waits for the
     keypoint pass to be refused. The run's options record how the video decoded
     (``options["video"]``: frames promised and decoded, the rate and where it came from).
-    ``scan``: see :func:`find_people`.
+    ``scan``: see :func:`find_people`; without one, the people are found on the frames
+    decoded for the regressor, in the same pass (:func:`_regress_finding_people`).
     """
     if options.choice.mode == "all":
         raise ValueError("person 'all' writes one file per person: use analyze_people")
     video = Path(video)
     resolve_device(solve_options.device)
-    scan, [person] = find_people(video, options, progress, scan)
-    motion, solution = _follow_person(video, file_sha256(video), options, solve_options, body, progress, scan,
-                                      person)
+    followed = None
+    if scan is None:
+        scan, person, followed = _regress_finding_people(video, options, progress)
+        if followed is None:
+            log.info(f"{video.name}: the whole clip picks person {person.id}, not the one followed from its "
+                     f"start; following person {person.id} again")
+    else:
+        scan, [person] = find_people(video, options, progress, scan)
+    digest = file_sha256(video)
+    if followed is None:
+        motion, solution = _follow_person(video, digest, options, solve_options, body, progress, scan, person)
+    else:
+        track, read, plan = followed
+        motion, solution = _solved(video, digest, options, solve_options, body, progress, scan, person, plan,
+                                   track, read)
     write_motion(output, motion)
     return motion, solution
 
@@ -264,6 +342,13 @@ def _follow_person(video: Path, source_sha256: str, options: AnalyzeOptions, sol
     """One person of a scan, regressed with everyone else hidden and solved (not written)."""
     plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)
     track, read = regress_video(video, options, progress, follow=plan)
+    return _solved(video, source_sha256, options, solve_options, body, progress, scan, person, plan, track, read)
+
+
+def _solved(video: Path, source_sha256: str, options: AnalyzeOptions, solve_options: SolveOptions,
+            body: BodyModel | None, progress: Progress | None, scan: PeopleScan, person: Track, plan: FollowPlan,
+            track: Observations, read: VideoRead) -> tuple[Motion, Solution]:
+    """The followed person's observations solved, as a motion (not written)."""
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress)
     run = {"analyze": dataclasses.asdict(options), "solve": dataclasses.asdict(solve_options),
            "image_size": list(track.image_size), "result": solution.info,

@@ -41,8 +41,10 @@ Events
 
 * ``ready`` (id null, first line): ``protocol`` (:data:`~ikol_engine.protocol.PROTOCOL_VERSION`)
   and the same fields as an info result.
-* ``progress``: ``stage`` ("people": frames searched for people; "regress": frames
-  through the keypoint network; "solve": IK passes), ``done``, ``total``. At most about
+* ``progress``: ``stage`` ("people": frames searched for people, by a ``people``
+  request or first in an analyze of ``all``; "regress": frames through the keypoint
+  network, the people found on the same frames in a one-person analyze; "solve": IK
+  passes), ``done``, ``total``. At most about
   20 a second per job; a stage's first and last report are always sent.
 * ``log``: ``level`` ("info", "warning", "error", "critical"), ``message``: Python warnings
   raised during a job, and notes such as a job waiting in the queue.

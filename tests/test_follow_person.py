@@ -20,6 +20,7 @@ import pytest
 from ikol_engine.cli import main
 from ikol_engine.motion import Motion, read_motion
 from ikol_engine.people import PeopleError
+from ikol_engine.people.lookahead import ProvisionalFollow
 from ikol_engine.people.scan import scan_people
 from ikol_engine.pipeline import AnalyzeOptions, analyze, analyze_people
 from ikol_engine.regressors.blazepose.landmarks import LANDMARK_INDEX
@@ -75,6 +76,21 @@ def test_the_whole_sample_follows_the_jumper_and_never_the_walker(whole_sample: 
     boxes, centres = motion.person_boxes[motion.valid], pose_centres(motion)[motion.valid]
     assert np.all((centres >= boxes[:, :2]) & (centres <= boxes[:, 2:]))
     assert motion.person_boxes.shape == (230, 4)
+
+
+def test_one_pass_follows_the_person_a_scan_first_would(whole_sample: Motion, tmp_path: Path, monkeypatch) -> None:
+    # Forcing the fallback (the people found early picked someone else) runs the two
+    # passes: the people found first, then the followed person's.
+    monkeypatch.setattr(ProvisionalFollow, "follows", lambda self, serial: False)
+    analyze(demo_video(), tmp_path / "twice.npz")
+    twice = read_motion(tmp_path / "twice.npz")
+    assert twice.options["person"] == whole_sample.options["person"]
+    np.testing.assert_array_equal(twice.person_boxes, whole_sample.person_boxes)
+    once, both = whole_sample.valid, whole_sample.valid & twice.valid
+    assert abs(int(once.sum()) - int(twice.valid.sum())) <= 5 and both.sum() >= once.sum() - 5
+    # The frames BlazePose saw differ only where a person was known late: same poses.
+    gap = np.linalg.norm(hip_centres(whole_sample)[both] - hip_centres(twice)[both], axis=1)
+    assert np.median(gap) < 2.0 and np.percentile(gap, 95) < 20.0, (np.median(gap), np.percentile(gap, 95))
 
 
 def test_a_pixel_picks_each_side_of_a_two_person_clip(clips, tmp_path: Path) -> None:

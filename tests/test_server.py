@@ -175,10 +175,10 @@ def test_analyze_reports_progress_then_one_result(analysed) -> None:
     progress = [e for e in events if e["event"] == "progress"]
     assert len(progress) == len(events) - 1
     stages = [e["stage"] for e in progress]
-    order = ["people", "regress", "solve"]
-    assert stages == sorted(stages, key=order.index) and set(stages) == set(order)  # people, regress, solve
-    # Per stage: one total, done rising from 0 to it (frames for people and regress; IK passes for solve).
-    for stage, expected_total in (("people", int(END_S * 30)), ("regress", int(END_S * 30)), ("solve", None)):
+    order = ["regress", "solve"]  # a one-person analyze finds the people on the regressed frames
+    assert stages == sorted(stages, key=order.index) and set(stages) == set(order)
+    # Per stage: one total, done rising from 0 to it (frames for regress; IK passes for solve).
+    for stage, expected_total in (("regress", int(END_S * 30)), ("solve", None)):
         reports = [(e["done"], e["total"]) for e in progress if e["stage"] == stage]
         done, totals = [d for d, _ in reports], {t for _, t in reports}
         assert done == sorted(done) and done[0] == 0 and done[-1] == reports[-1][1]

@@ -20,10 +20,11 @@ from typing import Any
 from .client import EXIT_EVENT, EngineClient, EngineGone
 from .link import remove_partial_files
 
-# Share of the progress bar each stage fills: the keypoint network is most of an analysis.
-# An analyze first finds everyone in the video, which takes about half as long as the
-# keypoints of the followed person.
-_STAGE_SPANS = {"analyze": {"people": (0.0, 0.3), "regress": (0.3, 0.9), "solve": (0.9, 1.0)},
+# Share of the progress bar each stage reaches: the keypoint network is most of an
+# analysis. A one-person analyze finds the people on the frames the network gets (one
+# "regress" stage from the start); with --person all they are found first ("people",
+# about half as long as one person's keypoints), and the bar never goes back.
+_STAGE_SPANS = {"analyze": {"people": (0.0, 0.3), "regress": (0.0, 0.9), "solve": (0.9, 1.0)},
                 "refine": {"solve": (0.0, 1.0)}, "people": {"people": (0.0, 1.0)}}
 
 

@@ -2,9 +2,10 @@
 
 Pure numpy + OpenCV + LiteRT (for BlazePose's own person-detection model from the mediapipe
 wheel); no torch, no bpy. :mod:`.detector` finds people per frame, :mod:`.tracker` links
-them into :class:`Track` s with ids from 1 (:mod:`.scan` runs both over a video), and
-:mod:`.boxes` interpolates a track's box between detections; :mod:`.selection` applies
-``--person``, :mod:`.follow` keeps the regressor on the chosen person, and
+them into :class:`Track` s with ids from 1 (:mod:`.scan` runs both over a video, or
+frame by frame ahead of the regressor: :mod:`.lookahead`), and :mod:`.boxes`
+interpolates a track's box between detections; :mod:`.selection` applies ``--person``,
+:mod:`.follow` keeps the regressor on the chosen person, and
 :mod:`.overview` describes people and draws a numbered contact sheet.
 """
 from .boxes import follow_boxes

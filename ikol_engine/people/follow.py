@@ -88,15 +88,17 @@ def keep_chosen(plan: FollowPlan, frames: np.ndarray, found: KeypointFrames) -> 
     """The regressor's output with poses that are not the chosen person's dropped.
 
     Args:
-        frames: (N,) the frame index of each of ``found``'s frames, all inside the plan's span.
+        frames: (N,) the frame index of each of ``found``'s frames.
         found: the regressor's output on those N frames.
 
     Returns:
         The same frames, with ``detected`` False (and every row zero) where the pose is
-        someone else's.
+        someone else's, or the frame is outside the plan's span.
     """
     frames = np.asarray(frames)
-    mine = found.detected & _is_chosen(plan, frames, found.image_keypoints, found.confidence)
+    inside = (frames >= plan.first) & (frames <= plan.last)
+    mine = found.detected & inside
+    mine[inside] &= _is_chosen(plan, frames[inside], found.image_keypoints[inside], found.confidence[inside])
     keep = mine[:, None]
     return KeypointFrames(
         found.keypoint_names, np.where(keep[..., None], found.keypoints, 0.0), np.where(keep, found.confidence, 0.0),

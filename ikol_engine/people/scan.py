@@ -12,6 +12,10 @@ hidden: a window around where they were expected missed the sample's jumper in t
 middle of his jump where the whole frame's tiles found him), and whenever nobody is
 being tracked. People move little between runs, and a track that misses detections
 coasts for :data:`MAX_GAP_S`, so a person walking behind another keeps their id.
+
+:class:`Scanner` holds that schedule and the tracker, fed one frame at a time:
+:func:`scan_people` runs it over a video, and the analyze pass runs it on the frames it
+decodes for the regressor anyway (:mod:`..pipeline`), with the same ids.
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ from .detector import PersonDetector
 from .overview import contact_sheet, describe, write_contact_sheet
 from .tracker import Track, Tracker, TrackerOptions
 
-__all__ = ["DETECTIONS_PER_S", "FULL_SEARCHES_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "boxes_at",
-           "detection_step", "scan_people", "write_scan_sheet"]
+__all__ = ["DETECTIONS_PER_S", "FULL_SEARCHES_PER_S", "MAX_GAP_S", "SHEET_FRAMES", "PeopleScan", "Scanner",
+           "boxes_at", "detection_step", "scan_people", "write_scan_sheet"]
 
 DETECTIONS_PER_S = 15.0
 FULL_SEARCHES_PER_S = 2.0
@@ -36,8 +40,9 @@ FULL_SEARCHES_PER_S = 2.0
 SHEET_FRAMES = 6
 #: How long a person may go undetected (hidden, or missed) and keep their id.
 MAX_GAP_S = 1.0
-# Two threads: the interpreter's XNNPACK kernels halve its time on the 2-core machines
-# the targets are set on; the decoding thread, a few frames ahead, mostly waits.
+# The detector's interpreter threads: on the 2-core machines the targets are set on, two
+# take 0.7 of one's time for a whole-frame search, and beside BlazePose in analyze's one
+# pass (.lookahead) two made the sample's pass 2 to 3 s faster than one did.
 _DETECTOR_THREADS = 2
 
 
@@ -71,6 +76,68 @@ def detection_step(fps: float) -> int:
     return max(1, round(fps / DETECTIONS_PER_S))
 
 
+class Scanner:
+    """The people in frames ``start .. end - 1`` of a video, found as frames are shown.
+
+    Show it every frame :meth:`due` asks for, in order (:meth:`see`); :meth:`result`
+    then holds everyone found, and :meth:`kept` those found so far.
+
+    Args:
+        info: the video's size, rate and length.
+        detector: default: BlazePose's person detector, two tile levels.
+    """
+
+    def __init__(self, info: VideoInfo, start: int, end: int, detector: PersonDetector | None = None) -> None:
+        self.info, self.start, self.end = info, start, end
+        self.step = detection_step(info.fps)
+        self._full_every = max(1, round(info.fps / self.step / FULL_SEARCHES_PER_S))  # in detector runs
+        self._detector = detector or PersonDetector(num_threads=_DETECTOR_THREADS)
+        self._tracker = Tracker(TrackerOptions(max_gap=max(1, round(MAX_GAP_S * info.fps))))
+        self._runs = 0
+        self._missed = False  # someone tracked was missed in the last run
+        self.seen_through = start - 1  # the last frame shown
+
+    @property
+    def max_gap(self) -> int:
+        """Frames a person may go undetected and keep their id."""
+        return self._tracker.options.max_gap
+
+    def due(self, index: int) -> bool:
+        """Whether the detector runs on frame ``index``."""
+        return self.start <= index < self.end and (index - self.start) % self.step == 0
+
+    def see(self, index: int, image: np.ndarray) -> None:
+        """Detect the people in frame ``index`` ((H, W, 3) uint8 RGB) and track them.
+
+        Raises:
+            ValueError: a frame :meth:`due` does not ask for, or not after the last one.
+        """
+        if not self.due(index) or index <= self.seen_through:
+            raise ValueError(f"frame {index} is not the scan's next detection frame")
+        expected = self._tracker.expected_boxes(index)
+        if self._runs % self._full_every == 0 or len(expected) == 0 or self._missed:
+            found = self._detector(image)
+        else:
+            found = self._detector.around(image, expected)
+        self._tracker.update(index, found)
+        self._runs += 1
+        self._missed = self._tracker.missed(index) > 0
+        self.seen_through = index
+
+    @property
+    def min_hits(self) -> int:
+        """Detections a person needs to be kept."""
+        return self._tracker.options.min_hits
+
+    def kept(self, since: int | None = None) -> dict[int, Track]:
+        """The people found so far (see :meth:`.tracker.Tracker.kept`)."""
+        return self._tracker.kept(since)
+
+    def result(self) -> PeopleScan:
+        """Everyone found in the frames shown."""
+        return PeopleScan(self._tracker.tracks(), self.info, self.start, self.end, self.step)
+
+
 def scan_people(video: str | Path, start_s: float | None = None, end_s: float | None = None,
                 fps: float | None = None, progress: Progress | None = None,
                 detector: PersonDetector | None = None) -> PeopleScan:
@@ -89,23 +156,13 @@ def scan_people(video: str | Path, start_s: float | None = None, end_s: float | 
     report = progress or (lambda stage, done, total: None)
     info = probe(video, fps)
     start, end = frame_range(info, start_s, end_s)
-    step = detection_step(info.fps)
-    full_every = max(1, round(DETECTIONS_PER_S / FULL_SEARCHES_PER_S))
-    detector = detector or PersonDetector(num_threads=_DETECTOR_THREADS)
-    tracker = Tracker(TrackerOptions(max_gap=max(1, round(MAX_GAP_S * info.fps))))
+    scanner = Scanner(info, start, end, detector)
     total = end - start
     report("people", 0, total)
-    missed = False
-    for run, frame in enumerate(prefetched(iter_frames(video, start, end, step, fps=fps))):
-        expected = tracker.expected_boxes(frame.index)
-        if run % full_every == 0 or missed or len(expected) == 0:
-            found = detector(frame.image)
-        else:
-            found = detector.around(frame.image, expected)
-        tracker.update(frame.index, found)
-        missed = tracker.missed(frame.index) > 0
-        report("people", min(total, frame.index - start + step), total)
-    return PeopleScan(tracker.tracks(), info, start, end, step)
+    for frame in prefetched(iter_frames(video, start, end, scanner.step, fps=fps)):
+        scanner.see(frame.index, frame.image)
+        report("people", min(total, frame.index - start + scanner.step), total)
+    return scanner.result()
 
 
 def boxes_at(tracks: list[Track], frames: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ integers from 1, given in order of first appearance when tracking ends.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,6 +184,7 @@ class _LiveTrack:
     scores: list[float] = field(default_factory=list)
     keypoints: list[np.ndarray] = field(default_factory=list)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    serial: int = 0  # the tracker's count of tracks started before this one
 
     def last_seen(self, size_window: int) -> np.ndarray:
         """(4,) the last box's centre with the median width and height of recent boxes.
@@ -225,6 +227,7 @@ class Tracker:
         self._live: list[_LiveTrack] = []
         self._ended: list[_LiveTrack] = []
         self._last_frame: int | None = None
+        self._started = 0
 
     def update(self, frame: int, detections: Detections) -> None:
         """Add one frame's detections.
@@ -257,7 +260,8 @@ class Tracker:
         covered = _covered(detections.boxes, sorted(claimed), options.duplicate_overlap)
         for col in range(len(detections)):
             if col not in claimed and not covered[col]:
-                track = _LiveTrack()
+                track = _LiveTrack(serial=self._started)
+                self._started += 1
                 track.add(frame, detections, col, options.velocity_smoothing)
                 self._live.append(track)
 
@@ -273,18 +277,26 @@ class Tracker:
 
     def tracks(self) -> list[Track]:
         """The tracks with at least ``min_hits`` detections, ids from 1 by first frame."""
+        return list(self.kept().values())
+
+    def kept(self, since: int | None = None) -> dict[int, Track]:
+        """:meth:`tracks` by the number each got when it started, which (unlike an id,
+        which an earlier track kept later would shift) stays the same while tracking.
+
+        Args:
+            since: only the detections from this frame on (a track with none left out).
+        """
         kept = [t for t in self._ended + self._live if len(t.frames) >= self.options.min_hits]
         kept.sort(key=lambda t: (t.frames[0], -len(t.frames)))
-        return [
-            Track(
-                id=number,
-                frames=np.array(t.frames, int),
-                boxes=np.array(t.boxes, float),
-                scores=np.array(t.scores, float),
-                keypoints=np.array(t.keypoints, float),
-            )
-            for number, t in enumerate(kept, start=1)
-        ]
+        out = {}
+        for number, t in enumerate(kept, start=1):
+            first = 0 if since is None else bisect.bisect_left(t.frames, since)
+            if first < len(t.frames):
+                out[t.serial] = Track(id=number, frames=np.array(t.frames[first:], int),
+                                      boxes=np.array(t.boxes[first:], float),
+                                      scores=np.array(t.scores[first:], float),
+                                      keypoints=np.array(t.keypoints[first:], float))
+        return out
 
 
 def track_detections(

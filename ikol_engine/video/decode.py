@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -289,15 +290,17 @@ def _frames(path: Path, capture: cv2.VideoCapture, grid_fps: float | None, wante
 
 
 _DONE = object()
+T = TypeVar("T")
 
 
-def prefetched(frames: Iterable[Frame], depth: int = 4) -> Iterator[Frame]:
-    """The same frames, decoded ahead on a thread while the caller works on the last one.
+def prefetched(frames: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """The same frames (or any items), made ahead on a thread while the caller works on
+    the last one.
 
     OpenCV decodes with Python's lock released, so on a machine with two cores the
-    decoding of the next frames overlaps the models' work on this one. At most ``depth``
-    frames wait decoded. An error while decoding is raised here, where the frame it
-    stopped would have come; closing this iterator early stops the thread.
+    decoding of the next frames overlaps the models' work on this one. At most ``depth`` items wait made. An error while
+    making them is raised here, where the item it stopped would have come; closing this
+    iterator early stops the thread.
     """
     waiting: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

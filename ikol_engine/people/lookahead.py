@@ -44,8 +44,8 @@ def lookahead_frames(scanner: Scanner) -> int:
 
 def scanned(frames: Iterable[Frame], scanner: Scanner, lag: int) -> Iterator[tuple[Frame, dict[int, Track]]]:
     """Each frame, once the scanner has seen ``lag`` frames past it (or the last frame),
-    with the people kept by then (:meth:`.scan.Scanner.kept`, from the detections a person gap before the frame
-    on: all that places anyone at that frame).
+    with the people kept by then (:meth:`.scan.Scanner.kept`, their detections from the
+    longest gap a track bridges before the frame on: all that places anyone at it).
 
     Args:
         frames: increasing frames, holding every frame the scanner is due to see.

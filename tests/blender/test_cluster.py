@@ -105,10 +105,17 @@ def cluster_address() -> str:
 def assert_same_motion(got: Motion, expected: Motion) -> None:
     for field in dataclasses.fields(Motion):
         ours, theirs = getattr(got, field.name), getattr(expected, field.name)
-        if field.name == "mesh_vertices":
-            # The rest mesh's float32 sums differ in the last bit with the thread count
-            # (Ray gives a one-CPU task one thread): within a micrometre.
-            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+        if field.name in ("mesh_vertices", "rest_joints"):
+            # The rest body's float32 sums differ in the last bit with the threads torch
+            # runs on (Ray gives a one-CPU task one, and OMP_NUM_THREADS=1): within a micrometre.
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=field.name)
+        elif isinstance(ours, np.ndarray) and ours.dtype.kind == "f":
+            # The IK's iterations carry those last bits on: measured on an AMD EPYC
+            # 2-core machine, up to 4e-4 in quaternion components and twist radians,
+            # 1e-6 m in translation, 1e-3 mm in residuals. A clip solved differently
+            # (other keypoints, other settings) is off by orders of magnitude more.
+            assert ours.dtype == theirs.dtype, field.name
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3, equal_nan=True, err_msg=field.name)
         elif isinstance(ours, np.ndarray):
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), field.name
         else:

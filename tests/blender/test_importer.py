@@ -49,7 +49,9 @@ def test_rig_structure(imported, clip):
     assert all(pose_bone.rotation_mode == "QUATERNION" for pose_bone in imported.pose.bones)
     expected = bone_space.rest_bones(motion.rest_joints, motion.parents).matrices
     stored = np.array([np.array(bone.matrix_local) for bone in bones])
-    assert np.abs(stored - expected).max() < 1e-5
+    # Blender keeps bones as float32 head, tail and roll and rebuilds the matrix from
+    # them: 1.6e-5 off on one clip's rest body; a wrong roll or head is off by 1e-2 or more.
+    assert np.abs(stored - expected).max() < 1e-4
     mesh = imported.children[0]
     assert mesh.type == "MESH" and mesh.modifiers[0].type == "ARMATURE" and mesh.modifiers[0].object == imported
     assert [group.name for group in mesh.vertex_groups] == names

@@ -7,7 +7,7 @@ has run :func:`lookahead_frames` frames past it, with the people found by then. 
 outlasts both the time a person may go undetected and keep their id and the detections a
 track needs to be kept, so the people known at a frame are those the whole scan finds
 there, but for a track kept only late, or where the waiting frames would have filled
-:data:`MAX_WAITING_BYTES` (4K frames: a lag of 20 frames).
+:data:`MAX_WAITING_BYTES` (4K frames: a lag of 21 frames).
 
 :class:`ProvisionalFollow` applies the choice to the people found so far, at the first
 frame where it picks anyone, and keeps that person; at the end the whole scan's choice is

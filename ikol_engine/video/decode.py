@@ -298,9 +298,9 @@ def prefetched(frames: Iterable[T], depth: int = 4) -> Iterator[T]:
     the last one.
 
     OpenCV decodes with Python's lock released, so on a machine with two cores the
-    decoding of the next frames overlaps the models' work on this one. At most ``depth`` items wait made. An error while
-    making them is raised here, where the item it stopped would have come; closing this
-    iterator early stops the thread.
+    decoding of the next frames overlaps the models' work on this one. At most ``depth``
+    items wait made. An error while making them is raised here, where the item it
+    stopped would have come; closing this iterator early stops the thread.
     """
     waiting: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

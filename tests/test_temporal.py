@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 from ikol_engine.track.cleanup import fill_gaps, fix_left_right_swaps, gap_runs, swap_pairs
-from ikol_engine.track.filtering import OneEuroParams, jitter, one_euro, one_euro_forward_backward, quaternion_continuity
+import roma
+import torch
+
+from ikol_engine.track.filtering import (
+    OneEuroParams, jitter, one_euro, one_euro_forward_backward, quaternion_continuity, running_median,
+)
+from ikol_engine.track.options import SolveOptions
+from ikol_engine.track.passes import smoothed_rotations
 
 FPS = 30.0
 
@@ -278,3 +285,39 @@ def test_jitter_of_constant_acceleration():
     assert jitter(spiky, FPS, valid) == pytest.approx((5.0 + 9.81) / 2, rel=1e-9)
     assert np.isnan(jitter(x[:2], FPS))
     assert np.isnan(jitter(x, FPS, np.arange(len(t)) % 2 == 0))
+
+
+# --------------------------------------------------------------------------------------
+# Spikes
+
+
+def test_running_median_drops_short_spikes_and_keeps_steps():
+    rng = np.random.default_rng(3)
+    x = np.zeros((60, 2))
+    x[30:] = 1.0                      # a step that lasts
+    x[10:13, 0] = 5.0                 # a 3-frame spike
+    x[45, 1] = -4.0                   # a 1-frame spike
+    x += rng.normal(0, 1e-3, x.shape)
+    out = running_median(x, 7)
+    assert np.abs(out[5:25]).max() < 0.01
+    assert np.abs(out[33:] - 1.0).max() < 0.01
+    assert np.abs(out[28] - 0.0).max() < 0.01 and np.abs(out[31] - 1.0).max() < 0.01  # the step stays sharp
+    assert running_median(x[:5], 7).shape == (5, 2) and np.array_equal(running_median(x[:5], 7), x[:5])
+    with pytest.raises(ValueError):
+        running_median(x, 4)
+
+
+def test_reference_rotations_ignore_a_two_frame_flip():
+    """A joint turning steadily whose rotation flips by 150 degrees for two frames: the
+    temporal term's reference stays on the steady turn, not on a smear of the flip."""
+    frames = 90
+    angle = torch.linspace(0.0, 1.0, frames)                       # radians, 0.33 rad/s at 30 fps
+    rotvec = torch.zeros(frames, 24, 3)
+    rotvec[:, 18, 2] = angle
+    steady = roma.rotvec_to_rotmat(rotvec)
+    flipped = steady.clone()
+    flip = roma.rotvec_to_rotmat(torch.tensor([np.radians(150.0), 0.0, 0.0], dtype=torch.float32))
+    flipped[40:42, 18] = flipped[40:42, 18] @ flip
+    reference = smoothed_rotations(flipped, FPS, SolveOptions())
+    error = np.degrees(roma.rotmat_geodesic_distance(reference[:, 18], steady[:, 18]).numpy())
+    assert error.max() < 2.0, error.max()

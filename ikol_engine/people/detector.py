@@ -127,6 +127,10 @@ def ssd_anchors() -> np.ndarray:
 def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float, np.ndarray]:
     """Scale an image into a square input, centred, padded with black.
 
+    Bilinear, as MediaPipe's own OpenCV converter feeds its models: area averaging took
+    4 ms for a frame-high tile of the 1768x994 sample where the model run takes 7 to 13,
+    and the scan of the sample detected its jumper in 107 runs with bilinear, 101 with area.
+
     Args:
         image: (H, W, 3) uint8 RGB.
 
@@ -139,7 +143,7 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, fl
     height, width = image.shape[:2]
     scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     left, top = (size - new_w) // 2, (size - new_h) // 2
     canvas = np.zeros((size, size, 3), np.uint8)
     canvas[top : top + new_h, left : left + new_w] = resized

@@ -7,6 +7,7 @@ the Blender extension imports this module.
 
 * :func:`one_euro`, :func:`one_euro_forward_backward`: the one-euro filter (Casiez,
   Roussel and Vogel, CHI 2012), and a zero-lag offline variant.
+* :func:`running_median`: drop spikes a few frames long, keep longer changes.
 * :func:`quaternion_continuity`: keep consecutive quaternions in one hemisphere.
 * :func:`jitter`: mean joint acceleration, the number the benchmark reports.
 """
@@ -111,6 +112,28 @@ def one_euro_forward_backward(x: np.ndarray, fps: float, params: OneEuroParams =
     forward = one_euro(x, fps, params, valid)
     backward = one_euro(x[::-1], fps, params, valid[::-1])[::-1]
     return 0.5 * (forward + backward)
+
+
+def running_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Median over a centred window of ``window`` (odd) frames, element-wise.
+
+    A spike of up to ``window // 2`` frames is replaced by its surroundings, while a
+    change that lasts longer passes unchanged (a median keeps edges, a low-pass smears
+    them). The clip's ends are padded with their first and last frames.
+
+    Args:
+        x: (T, ...) samples.
+    Returns:
+        (T, ...) float64; ``x`` itself (as float64) when T < ``window``.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < window:
+        return x
+    half = window // 2
+    padded = np.concatenate([x[:1].repeat(half, 0), x, x[-1:].repeat(half, 0)])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
 
 
 # --------------------------------------------------------------------------------------

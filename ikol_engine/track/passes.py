@@ -22,7 +22,7 @@ from ..ik import solve
 from ..ik.solver import IKResult
 from ..ik.twist_estimate import estimate_twist
 from ..observations import TwistSides
-from .filtering import one_euro_forward_backward, quaternion_continuity
+from .filtering import one_euro_forward_backward, quaternion_continuity, running_median
 from .options import Progress, SolveOptions
 
 # Frames solved in one batch: large enough to amortise Python overhead, small enough
@@ -34,7 +34,8 @@ _SEED_ITERATIONS = 2
 #: (the sample's mean residual and largest frame-to-frame turn came out the same as with
 #: every step taken).
 PASS_TOLERANCE = 1e-2
-# Frames in the running median that removes spikes from observed twist (about 0.23 s at 30 fps).
+# Frames in the running median that removes spikes from observed twist and from the
+# rotations the temporal term pulls towards (about 0.23 s at 30 fps).
 _DESPIKE_FRAMES = 7
 
 
@@ -144,18 +145,20 @@ def _despike(angles: np.ndarray, window: int) -> np.ndarray:
     occluded ear) would drag the bone round with it; a median drops such spikes and
     keeps real turns, which last longer than half the window.
     """
-    if len(angles) < window:
-        return angles
-    unwrapped = np.unwrap(angles.astype(np.float64), axis=0)
-    half = window // 2
-    padded = np.concatenate([unwrapped[:1].repeat(half, 0), unwrapped, unwrapped[-1:].repeat(half, 0)])
-    median = np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
+    median = running_median(np.unwrap(angles.astype(np.float64), axis=0), window)
     return np.arctan2(np.sin(median), np.cos(median)).astype(np.float32)
 
 
 def smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:
-    """(T, 24, 3, 3) rotations filtered through continuous quaternions -> (T, 24, 3, 3)."""
-    quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
-    smooth = one_euro_forward_backward(quat, fps, options.filter_params())
-    return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))
+    """(T, 24, 3, 3) rotations filtered through continuous quaternions -> (T, 24, 3, 3).
 
+    Spikes go first (a running median): a joint that flips for a frame or two (a nearly
+    straight arm whose bend, and so whose twist, the keypoints barely show) would
+    otherwise stay in the low-passed reference, smeared over its neighbours, and the
+    temporal term would pull the frames around it towards the flip. On the Sports2D
+    sample this lowered the 99th percentile of the frame-to-frame joint turns from 53 to
+    42 degrees, with the mean residual 0.15 mm higher.
+    """
+    quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
+    smooth = one_euro_forward_backward(running_median(quat, _DESPIKE_FRAMES), fps, options.filter_params())
+    return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))

@@ -121,3 +121,33 @@ def test_group_weights_scale_their_targets_only() -> None:
     assert sorted(np.unique(weights).tolist()) == [0.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="legs weight must be >= 0"):
         group_weights(legs=-1.0)
+
+
+@pytest.mark.parametrize("bend_deg", [0.0, 5.0, 90.0])
+def test_a_straight_arm_turns_at_the_shoulder_a_bent_one_at_the_elbow(body, bend_deg) -> None:
+    """The palm seen turned 60 degrees about the forearm: with the elbow bent, the forearm
+    takes the turn; with the arm (nearly) straight, which bone turned is not seen, and the
+    upper arm takes it, leaving the forearm's twist (an impossible 60 degrees of forearm
+    roll at each frame's whim otherwise) where it was."""
+    offsets = rest_offsets(body.rest_keypoints(torch.zeros(1, 10)), SMPL_TREE)
+    pose = torch.eye(3).repeat(1, 24, 1, 1)
+    pose[0, J["L_Elbow"]] = roma.rotvec_to_rotmat(torch.tensor([0.0, np.radians(bend_deg), 0.0], dtype=torch.float32))
+    globals_, _ = forward_kinematics(pose, offsets, torch.zeros(1, 3), SMPL_TREE)
+    forearm = torch.nn.functional.normalize(offsets[0, J["L_Wrist"]], dim=0)
+    turned = roma.rotvec_to_rotmat(np.radians(60.0) * (globals_[0, J["L_Elbow"]] @ forearm))
+    row, upper_row = J["L_Elbow"] - 1, J["L_Shoulder"] - 1
+    sides = torch.zeros(1, 23, 3)
+    sides[0, row] = turned @ globals_[0, J["L_Wrist"]] @ torch.tensor([0.0, 1.0, 0.0])
+    rest_sides = torch.zeros(23, 3)
+    rest_sides[row] = torch.tensor([0.0, 1.0, 0.0])
+    carriers = torch.arange(1, 24)
+    carriers[row] = J["L_Wrist"]
+    confidence = torch.zeros(1, 23)
+    confidence[0, row] = 1.0
+    twist, weight = estimate_twist(pose, offsets, sides, rest_sides, carriers, confidence)
+    forearm_deg, upper_deg = np.degrees(twist[0, row].item()), np.degrees(twist[0, upper_row].item())
+    if bend_deg == 90.0:
+        assert abs(forearm_deg - 60.0) < 0.5 and weight[0, upper_row] == 0.0
+    else:
+        assert abs(upper_deg - 60.0) < 3.0 and abs(forearm_deg) < 0.5, (upper_deg, forearm_deg)
+        assert weight[0, upper_row] > 0.9 and weight[0, row] > 0.9

@@ -9,6 +9,14 @@ right turn ``R_j exp(phi a_j)`` about the rest bone ``a_j`` turns every frame be
 joint about the posed bone, so that angle adds directly to the joint's twist, and the
 direction may be carried by a joint further down (the palm, carried by the wrist, turns
 with the elbow's twist).
+
+A straight arm shows its bend too little to tell the upper arm's twist from the
+forearm's: the keypoint-only pose then sets the upper arm's twist from noise (its bend
+plane), and the forearm's twist measured against it comes out anywhere, up to
+anatomically impossible turns that flip from one frame to the next. So as the elbow
+straightens, the palm's turn passes to the shoulder's twist (:data:`HINGES`): bent,
+the forearm takes it all, as before; straight, the upper arm does and the forearm keeps
+its twist.
 """
 from __future__ import annotations
 
@@ -21,6 +29,12 @@ from .rotations import bone_axes, bone_twists, wrap_angle
 
 # An observed direction this close to the bone says little about the twist.
 _MIN_SINE = 0.3
+#: (twist joint, parent joint) pairs whose twists a straight hinge cannot tell apart.
+HINGES = (("L_Elbow", "L_Shoulder"), ("R_Elbow", "R_Shoulder"))
+# Sines of the hinge's flexion: at 10 degrees or less the parent takes the whole turn
+# (BlazePose's 3D joints are a few centimetres off, so the bend's plane is then a guess),
+# from 30 degrees on none of it.
+_STRAIGHT_SINE, _BENT_SINE = 0.17, 0.5
 
 
 def estimate_twist(
@@ -60,5 +74,28 @@ def estimate_twist(
                        (posed_across * seen_across).sum(-1))
     sine = seen_across.norm(dim=-1)
     weight = side_confidence * ((sine - _MIN_SINE) / (1 - _MIN_SINE)).clamp(0, 1)
-    twist = wrap_angle(bone_twists(rotations, offsets) + turn)
+    posed = bone_twists(rotations, offsets)
+    turn, weight = _shared_with_straight_parents(torch.where(weight > 0, turn, zeros), weight, bone)
+    twist = wrap_angle(posed + turn)
     return torch.where(weight > 0, twist, zeros), weight
+
+
+def _shared_with_straight_parents(turn: torch.Tensor, weight: torch.Tensor, bone: torch.Tensor
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each :data:`HINGES` joint's turn split with its parent by how straight the hinge is.
+
+    Args:
+        turn: (B, 23) radians each twist should change by; weight: (B, 23) their weights;
+            bone: (B, 23, 3) posed unit bone directions.
+    Returns:
+        (turn, weight), (B, 23) each, the parents' rows filled with their share.
+    """
+    turn, weight = turn.clone(), weight.clone()
+    for joint, parent in HINGES:
+        j, p = skeleton.JOINT_NAMES.index(joint) - 1, skeleton.JOINT_NAMES.index(parent) - 1
+        flexion = torch.cross(bone[:, j], bone[:, p], dim=-1).norm(dim=-1)
+        share = ((_BENT_SINE - flexion) / (_BENT_SINE - _STRAIGHT_SINE)).clamp(0, 1)
+        turn[:, p] = share * turn[:, j]
+        weight[:, p] = share * weight[:, j]
+        turn[:, j] = (1 - share) * turn[:, j]
+    return turn, weight

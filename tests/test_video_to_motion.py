@@ -1,8 +1,8 @@
 """End to end on real video: Sports2D's demo clip (a person jumps off a box) to a motion file.
 
 The clip is fetched once from the sports2d wheel on PyPI and cached. The first 5.3 s
-are used: after that a second person walks through the frame and BlazePose, which
-follows one person, switches to them.
+are used, before the passer-by crosses the jumper; following the jumper through the
+whole clip, past her, is tested in test_follow_person.py.
 """
 from __future__ import annotations
 

@@ -110,12 +110,15 @@ def assert_same_motion(got: Motion, expected: Motion) -> None:
             # runs on (Ray gives a one-CPU task one, and OMP_NUM_THREADS=1): within a micrometre.
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=field.name)
         elif isinstance(ours, np.ndarray) and ours.dtype.kind == "f":
-            # The IK's iterations carry those last bits on: measured on an AMD EPYC
-            # 2-core machine, up to 4e-4 in quaternion components and twist radians,
-            # 1e-6 m in translation, 1e-3 mm in residuals. A clip solved differently
-            # (other keypoints, other settings) is off by orders of magnitude more.
+            # The IK's iterations carry those last bits on, and a frame's step taken or
+            # refused on a near tie moves it within the pass's stopping tolerance:
+            # measured on an AMD EPYC 2-core machine, up to 1.6e-3 in quaternion
+            # components (0.2 degrees), 4e-4 in twist radians, 1e-6 m in translation,
+            # 1e-3 mm in residuals. A clip solved differently is off by far more: on the
+            # sample, twist_weight 10% higher moved quaternion components by up to 0.066.
             assert ours.dtype == theirs.dtype, field.name
-            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3, equal_nan=True, err_msg=field.name)
+            atol = 5e-3 if field.name == "rotations" else 1e-3
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=atol, equal_nan=True, err_msg=field.name)
         elif isinstance(ours, np.ndarray):
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), field.name
         else:

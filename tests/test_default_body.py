@@ -75,7 +75,9 @@ def test_keys_shapes_and_dtypes(body):
     assert body["J_regressor"].dtype == np.float32 and body["J_regressor"].shape == (24, n_verts)
     assert body["weights"].dtype == np.float32 and body["weights"].shape == (n_verts, 24)
     sd = body["shapedirs"]
-    assert sd.dtype == np.float32 and sd.shape[:2] == (n_verts, 3) and 10 <= sd.shape[2] <= 16
+    skeleton_names = body["skeleton_direction_names"]
+    assert skeleton_names.dtype.kind == "U" and skeleton_names.ndim == 1
+    assert sd.dtype == np.float32 and sd.shape == (n_verts, 3, 10 + len(skeleton_names))
     assert body["posedirs"].dtype == np.float32 and body["posedirs"].shape == (n_verts, 3, 207)
     assert not body["posedirs"].any()
     assert body["joint_names"].dtype == np.dtype("<U16")
@@ -244,6 +246,76 @@ def test_joints_follow_shape(body):
         joints = reg @ verts
         assert joints[J["Head"], 1] > joints[J["Neck"], 1] > joints[J["Pelvis"], 1]
         assert joints[J["Pelvis"], 1] > joints[J["L_Knee"], 1] > joints[J["L_Ankle"], 1]
+
+
+# Every SMPL keypoint: the 24 joints, then HybrIK's leaves (name, parent, landmark vertex).
+LEAVES = [("Head_Top", 15, "head_top"), ("L_Fingertip", 22, "lmiddle"), ("R_Fingertip", 23, "rmiddle"),
+          ("L_BigToe", 10, "LBigToe"), ("R_BigToe", 11, "RBigToe")]
+KEYPOINT_NAMES = JOINT_NAMES + [name for name, _, _ in LEAVES]
+KEYPOINT_PARENTS = PARENTS + [parent for _, parent, _ in LEAVES]
+
+
+def skeleton_keypoints(body, landmarks, verts):
+    """(29, 3): the regressed joints, then the leaf vertices."""
+    leaves = [landmarks[vertex] for _, _, vertex in LEAVES]
+    return np.concatenate([body["J_regressor"].astype(np.float64) @ verts, verts[leaves]])
+
+
+def intended_move(label: str, step: float) -> np.ndarray:
+    """(29, 3): what a skeleton direction's name and step say it moves, per unit beta."""
+    part, axis, *asymmetry = label.split(".")
+    a = "xyz".index(axis)
+    sides = [(part, 1.0)] if part in KEYPOINT_NAMES else [(f"L_{part}", 1.0), (f"R_{part}", -1.0)]
+    move = np.zeros((len(KEYPOINT_NAMES), 3))
+    for name, side in sides:
+        k = KEYPOINT_NAMES.index(name)
+        subtree = {k}
+        for m in range(k + 1, len(KEYPOINT_NAMES)):
+            if KEYPOINT_PARENTS[m] in subtree:
+                subtree.add(m)
+        mirrored = side if a == 0 else 1.0  # x flips on the right, y and z do not
+        move[sorted(subtree), a] = (step * side if asymmetry else step) * mirrored
+    return move
+
+
+def test_skeleton_directions_move_what_they_name(body, landmarks):
+    """Each skeleton direction moves one joint (both sides' for a pair) and what hangs
+    below it by its step, and no other joint: the regressed joints and the leaf vertices."""
+    v = body["v_template"].astype(np.float64)
+    rest = skeleton_keypoints(body, landmarks, v)
+    labels = body["skeleton_direction_names"].tolist()
+    steps = body["skeleton_direction_steps"].astype(np.float64)
+    assert len(labels) == len(set(labels)) == len(steps) >= 40
+    assert 0.005 <= steps.min() and steps.max() <= 0.03
+    worst = 0.0
+    for k, (label, step) in enumerate(zip(labels, steps)):
+        moved = skeleton_keypoints(body, landmarks, v + body["shapedirs"][:, :, 10 + k].astype(np.float64)) - rest
+        worst = max(worst, float(np.abs(moved - intended_move(label, step)).max()))
+    print(f"largest keypoint off its named move: {worst * 1000:.3f} mm per unit beta")
+    assert worst < 5e-4
+
+
+def test_skin_follows_skeleton_directions(body, landmarks):
+    """At 2 units (two standard deviations of the prior: up to 6 cm for a placement, 2 cm
+    of asymmetry) the mesh stays one piece: no edge stretches past a few times its length
+    or shrinks to nothing, and no vertex moves twice as far as the joint does."""
+    v = body["v_template"].astype(np.float64)
+    f = body["f"].astype(np.int64)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    rest_length = np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
+    worst_stretch, worst_shrink, worst_overshoot = 1.0, 1.0, 0.0
+    steps = body["skeleton_direction_steps"].astype(np.float64)
+    for k, (label, step) in enumerate(zip(body["skeleton_direction_names"].tolist(), steps), start=10):
+        reach = np.linalg.norm(intended_move(label, step), axis=1).max()
+        for value in (-2.0, 2.0):
+            disp = value * body["shapedirs"][:, :, k].astype(np.float64)
+            length = np.linalg.norm((v + disp)[edges[:, 0]] - (v + disp)[edges[:, 1]], axis=1)
+            ratio = length / rest_length
+            worst_stretch, worst_shrink = max(worst_stretch, ratio.max()), min(worst_shrink, ratio.min())
+            worst_overshoot = max(worst_overshoot, np.linalg.norm(disp, axis=1).max() / (abs(value) * reach))
+    print(f"edges stretch up to x{worst_stretch:.2f} and shrink to x{worst_shrink:.2f}; "
+          f"vertices move up to x{worst_overshoot:.2f} the step")
+    assert worst_stretch < 6.0 and worst_shrink > 0.05 and worst_overshoot < 2.0
 
 
 # ------------------------------------------------------------------ landmarks

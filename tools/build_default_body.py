@@ -13,7 +13,9 @@ Apache-2.0).  This script:
 4. takes the mean body as ``v_template`` and a PCA of the per-sample displacements as
    ``shapedirs`` (scaled so that betas ~ N(0, 1));
 5. merges the MakeHuman bones onto SMPL's 24 joints (``weights``), fits a non-negative
-   vertex regressor for the 24 joints (``J_regressor``) and picks landmark vertices.
+   vertex regressor for the 24 joints (``J_regressor``) and picks landmark vertices;
+6. appends the skeleton directions of ``skeleton_directions.py`` to ``shapedirs``:
+   joint placements the phenotypes do not reach, with the skin following.
 
 Run inside the build venv (see ``tools/requirements-body.txt``)::
 
@@ -36,6 +38,8 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 from scipy.spatial import cKDTree
+
+from skeleton_directions import skeleton_directions
 
 LOG = logging.getLogger("build_default_body")
 
@@ -61,6 +65,10 @@ JOINT_PARENTS: list[int] = [
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21,
 ]
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
+# HybrIK's five leaf keypoints (ikol_engine.skeleton's), their parents and landmark vertices.
+LEAF_NAMES: list[str] = ["Head_Top", "L_Fingertip", "R_Fingertip", "L_BigToe", "R_BigToe"]
+LEAF_PARENTS: list[int] = [15, 22, 23, 10, 11]
+LEAF_LANDMARKS: list[str] = ["head_top", "lmiddle", "rmiddle", "LBigToe", "RBigToe"]
 
 # Target position of each SMPL joint, as MakeHuman bone heads to average.  "{s}" is the
 # side suffix (L/R).  MakeHuman defines these heads from its own joint vertex sets.
@@ -765,6 +773,12 @@ def build(output: Path) -> None:
     landmarks = pick_landmarks(v_template, sample_heads.mean(axis=0), rig, model, weights,
                                mirror)
 
+    leaf_vertices = np.array([landmarks[n] for n in LEAF_LANDMARKS])
+    skeleton_dirs, skeleton_names, skeleton_steps = skeleton_directions(
+        v_template, weights, regressor, leaf_vertices, JOINT_PARENTS + LEAF_PARENTS,
+        JOINT_NAMES + LEAF_NAMES)
+    LOG.info("%d skeleton directions after the %d phenotype ones", len(skeleton_names), N_BETAS)
+
     kintree = np.array([[p if p >= 0 else 4294967295 for p in JOINT_PARENTS],
                         list(range(24))], dtype=np.int64)
     arrays = {
@@ -773,13 +787,15 @@ def build(output: Path) -> None:
         "kintree_table": kintree,
         "J_regressor": regressor.astype(np.float32),
         "weights": weights.astype(np.float32),
-        "shapedirs": shapedirs.astype(np.float32),
+        "shapedirs": np.concatenate([shapedirs, skeleton_dirs], axis=-1).astype(np.float32),
         "posedirs": np.zeros((len(v_template), 3, 207), dtype=np.float32),
         "landmark_names": np.array(LANDMARK_ORDER, dtype="<U16"),
         "landmark_vertex_ids": np.array([landmarks[k] for k in LANDMARK_ORDER],
                                         dtype=np.int64),
         "joint_names": np.array(JOINT_NAMES, dtype="<U16"),
         "shape_explained_variance": explained.astype(np.float32),
+        "skeleton_direction_names": np.array(skeleton_names, dtype="<U32"),
+        "skeleton_direction_steps": skeleton_steps.astype(np.float32),
         "source": np.array(SOURCE_TEXT.format(version=model.version)),
     }
     # float32 rounding: renormalise so rows sum to 1 to float32 precision

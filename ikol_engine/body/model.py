@@ -21,7 +21,8 @@ class BodyModel:
     Args:
         path: an official SMPL ``.pkl``, an SMPL-layout ``.npz``, or ``None`` for the
             bundled licence-clean default body.
-        num_betas: shape directions to use (at most what the file holds).
+        num_betas: shape directions to use (at most what the file holds); ``None``: all
+            of a body with skeleton directions (the bundled one), else SMPL's usual 10.
     """
 
     joint_names = skeleton.JOINT_NAMES
@@ -29,10 +30,13 @@ class BodyModel:
     keypoint_names = skeleton.KEYPOINT_NAMES
     keypoint_parents = skeleton.KEYPOINT_PARENTS
 
-    def __init__(self, path: str | Path | None = None, num_betas: int = 10) -> None:
+    def __init__(self, path: str | Path | None = None, num_betas: int | None = None) -> None:
         self.arrays: BodyArrays = read_body_arrays(path)
         self.path = self.arrays.path
-        self.num_betas = min(num_betas, self.arrays.shapedirs.shape[-1])
+        held = self.arrays.shapedirs.shape[-1]
+        if num_betas is None:
+            num_betas = held if self.arrays.skeleton_directions else 10
+        self.num_betas = min(num_betas, held)
         a = self.arrays
         # Rest keypoints are linear in betas: joints through the regressor, leaves are vertices.
         leaves = a.leaf_vertices
@@ -82,8 +86,14 @@ class BodyModel:
         """The ``smplx.SMPL`` module over the same arrays (built on first use)."""
         if self._smpl is None:
             a = self.arrays
+            shapedirs = a.shapedirs[..., : self.num_betas]
+            if self.num_betas > 10:
+                # smplx keeps only 10 coefficients of a file with fewer than its full
+                # SHAPE_SPACE_DIM; zero columns up to it keep all of ours.
+                missing = smplx.SMPL.SHAPE_SPACE_DIM - self.num_betas
+                shapedirs = np.concatenate([shapedirs, np.zeros((*shapedirs.shape[:2], missing), shapedirs.dtype)], -1)
             struct = Struct(v_template=a.v_template, f=a.faces, J_regressor=a.j_regressor,
-                            weights=a.weights, shapedirs=a.shapedirs, posedirs=a.posedirs,
+                            weights=a.weights, shapedirs=shapedirs, posedirs=a.posedirs,
                             kintree_table=np.stack([np.array(skeleton.PARENTS), np.arange(skeleton.NUM_JOINTS)]))
             self._smpl = smplx.SMPL(model_path=str(self.path), data_struct=struct, num_betas=self.num_betas,
                                     vertex_ids=a.smplx_vertex_ids)

@@ -40,6 +40,8 @@ class BodyArrays:
         shapedirs: (V, 3, N) shape blend shapes.
         posedirs: (V, 3, 207) pose corrective blend shapes.
         landmarks: landmark name -> vertex index (includes the five leaf points).
+        skeleton_directions: names of the last shape directions when they are joint
+            placements (the bundled body's), else empty (SMPL's are all PCA).
     """
 
     path: Path
@@ -50,6 +52,7 @@ class BodyArrays:
     shapedirs: np.ndarray
     posedirs: np.ndarray
     landmarks: dict[str, int]
+    skeleton_directions: tuple[str, ...] = ()
 
     @property
     def leaf_vertices(self) -> np.ndarray:
@@ -133,10 +136,23 @@ def _validate(path: Path, raw: dict) -> BodyArrays:
         shapedirs=_array(path, raw, "shapedirs", (v, 3, None), np.float32),
         posedirs=_array(path, raw, "posedirs", (v, 3, NUM_POSE_BASIS), np.float32),
         landmarks=_landmarks(path, raw, v),
+        skeleton_directions=_skeleton_directions(path, raw),
     )
+    if len(arrays.skeleton_directions) > arrays.shapedirs.shape[-1]:
+        raise BodyModelError(f"{path}: names {len(arrays.skeleton_directions)} skeleton directions but "
+                             f"'shapedirs' has {arrays.shapedirs.shape[-1]}")
     if not np.allclose(arrays.weights.sum(axis=1), 1.0, atol=1e-3):
         raise BodyModelError(f"{path}: skinning 'weights' rows do not sum to 1")
     return arrays
+
+
+def _skeleton_directions(path: Path, raw: dict) -> tuple[str, ...]:
+    if "skeleton_direction_names" not in raw:
+        return ()
+    names = np.asarray(raw["skeleton_direction_names"])
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise BodyModelError(f"{path}: 'skeleton_direction_names' is not a list of names")
+    return tuple(str(n) for n in names.tolist())
 
 
 def _landmarks(path: Path, raw: dict, num_vertices: int) -> dict[str, int]:

@@ -13,6 +13,12 @@ What is fetched
   Licence: the pybullet / Bullet Physics data is distributed under the zlib licence; the
   clips are the DeepMimic mocap clips (Peng et al., "DeepMimic", SIGGRAPH 2018) as
   redistributed in ``pybullet_data``.
+* DeepMimic's humanoid character (``deepmimic_character``), member
+  ``pybullet_data/humanoid/humanoid.urdf`` of the same wheel: the bone offsets of the
+  skeleton the clips were retargeted to.
+* SMPL-X's skeleton (``smplx_skeleton_calibration``) from ``mannequin-x==0.3.0``
+  (Apache-2.0), member ``mannequin/assets/smplx_calibration.npz``: the rest joints of
+  SMPL-X's neutral body and their 10 shape directions, baked from the SMPL-X model.
 * A short demo video (``demo_video``) from ``sports2d==0.8.34``, member
   ``Sports2D/Demo/demo.mp4``. Licence: Sports2D is BSD-3-Clause.
 
@@ -32,15 +38,19 @@ from pathlib import Path, PurePosixPath
 __all__ = [
     "DEEPMIMIC_CLIPS",
     "DEEPMIMIC_REQUIREMENT",
+    "MANNEQUIN_REQUIREMENT",
     "SPORTS2D_REQUIREMENT",
     "cache_dir",
+    "deepmimic_character",
     "deepmimic_motion",
     "demo_video",
     "fetch_wheel_members",
+    "smplx_skeleton_calibration",
 ]
 
 DEEPMIMIC_REQUIREMENT = "pybullet==3.2.7"
 SPORTS2D_REQUIREMENT = "sports2d==0.8.34"
+MANNEQUIN_REQUIREMENT = "mannequin-x==0.3.0"
 
 #: Every humanoid clip shipped in ``pybullet_data/data/motions`` of pybullet 3.2.7.
 DEEPMIMIC_CLIPS: tuple[str, ...] = (
@@ -62,11 +72,14 @@ DEEPMIMIC_CLIPS: tuple[str, ...] = (
 )
 
 _DEEPMIMIC_MEMBER = "pybullet_data/data/motions/humanoid3d_{name}.txt"
+_DEEPMIMIC_CHARACTER_MEMBER = "pybullet_data/humanoid/humanoid.urdf"
 _DEMO_VIDEO_MEMBER = "Sports2D/Demo/demo.mp4"
+_SMPLX_CALIBRATION_MEMBER = "mannequin/assets/smplx_calibration.npz"
 
 # Subdirectories carry the pinned version so that a version bump never serves stale files.
 _DEEPMIMIC_SUBDIR = "pybullet-3.2.7"
 _SPORTS2D_SUBDIR = "sports2d-0.8.34"
+_MANNEQUIN_SUBDIR = "mannequin-x-0.3.0"
 
 # Generous: the pybullet wheel is ~100 MB and may come over a slow link.
 _PIP_TIMEOUT_S = 1800
@@ -198,9 +211,24 @@ def deepmimic_motion(name: str) -> Path:
         raise ValueError(
             f"unknown DeepMimic clip {name!r}; valid clips: {', '.join(DEEPMIMIC_CLIPS)}"
         )
-    members = [_DEEPMIMIC_MEMBER.format(name=clip) for clip in DEEPMIMIC_CLIPS]
-    paths = fetch_wheel_members(DEEPMIMIC_REQUIREMENT, members, subdir=_DEEPMIMIC_SUBDIR)
-    return paths[DEEPMIMIC_CLIPS.index(name)]
+    return _deepmimic_members()[DEEPMIMIC_CLIPS.index(name)]
+
+
+def deepmimic_character() -> Path:
+    """Path of the cached DeepMimic humanoid URDF (``pybullet_data/humanoid/humanoid.urdf``)."""
+    return _deepmimic_members()[-1]
+
+
+def _deepmimic_members() -> list[Path]:
+    """The 15 clips, then the character: one download of the ~100 MB wheel for all."""
+    members = [_DEEPMIMIC_MEMBER.format(name=clip) for clip in DEEPMIMIC_CLIPS] + [_DEEPMIMIC_CHARACTER_MEMBER]
+    return fetch_wheel_members(DEEPMIMIC_REQUIREMENT, members, subdir=_DEEPMIMIC_SUBDIR)
+
+
+def smplx_skeleton_calibration() -> Path:
+    """Path of the cached SMPL-X skeleton calibration (mannequin-x 0.3.0's npz)."""
+    (path,) = fetch_wheel_members(MANNEQUIN_REQUIREMENT, [_SMPLX_CALIBRATION_MEMBER], subdir=_MANNEQUIN_SUBDIR)
+    return path
 
 
 def demo_video() -> Path:

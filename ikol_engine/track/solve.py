@@ -27,7 +27,7 @@ import torch
 from .. import skeleton
 from ..body import BodyModel
 from ..body.model_file import SMPL_NUM_VERTICES
-from ..ik import fit_shape
+from ..ik import fit_shape, shape_fit_report
 from ..ik.solver import default_body
 from ..observations import KeypointLayout, Observations
 from ..skeleton.groups import group_weights
@@ -40,6 +40,12 @@ from .options import Progress, SolveOptions, TrackError
 from .passes import Solved, passes_with_twist_angles, passes_with_twist_sides
 from .placement import place_in_scene
 from .presence import person_frames
+
+
+#: m^2: how far a regressor's median distance between two joints may be from the
+#: person's, (1 cm)^2, the prior weight of the clip's shape fit. ``fit_shape``'s own
+#: default (1 mm)^2 is for exact keypoints such as mocap.
+REGRESSOR_DISTANCE_VARIANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
     clip = clean_clip(observed, layout, options)
     valid = clip.valid
     points, confidence = clip.points[valid], clip.confidence[valid]
-    betas, shape_source = _clip_shape(clip, observed, layout, body, shape)
+    betas, shape_source, shape_fit = _clip_shape(clip, observed, layout, body, shape)
     rest = body.rest_keypoints(betas[None])[0].numpy()
     targets, target_confidence = layout.targets(points, confidence, rest)
     raw_targets, _ = layout.targets(clip.raw_points[valid], confidence, rest)
@@ -122,7 +128,8 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
                             "valid": int(valid.sum()),
                             "interpolated": int(clip.filled.sum()), "held": int(clip.held.sum()),
                             "swapped": int(clip.swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
-                            "floor": placed.floor, "keypoints": layout.name, "shape": shape_source}
+                            "floor": placed.floor, "keypoints": layout.name, "shape": shape_source,
+                            "shape_fit_mm": shape_fit}
     return Solution(
         rotations=valid_quaternions(placed.rotations, valid), translation=spread_valid(placed.translation, valid),
         valid=valid, residual_mm=spread_valid(solved.residual * 1000.0, valid), betas=betas.numpy(),
@@ -133,16 +140,21 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
 
 
 def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout, body: BodyModel,
-                shape: np.ndarray | None) -> tuple[torch.Tensor, str]:
-    """The clip's betas (N,) and where they came from: "kept", "regressor" or "bone lengths"."""
-    if shape is not None:
-        return torch.as_tensor(shape, dtype=torch.float32), "kept"
-    # SMPL coefficients describe only SMPL's own mesh; the bundled body has its own shape space.
-    if layout.smpl_betas and observed.betas is not None and len(body.template_vertices) == SMPL_NUM_VERTICES:
-        return torch.as_tensor(observed.betas[: body.num_betas], dtype=torch.float32), "regressor"
+                shape: np.ndarray | None) -> tuple[torch.Tensor, str, dict[str, float]]:
+    """The clip's betas (N,), where they came from ("kept", "regressor" or "bone lengths"),
+    and per rigid distance the clip shows, mm the body's is longer than the clip's median."""
     mean_rest = body.rest_keypoints(torch.zeros(1, body.num_betas))[0].numpy()
     targets, confidence = layout.targets(clip.points[clip.valid], clip.confidence[clip.valid], mean_rest)
-    return fit_shape(targets, confidence, body, device="cpu"), "bone lengths"
+    if shape is not None:
+        betas, source = torch.as_tensor(shape, dtype=torch.float32), "kept"
+    # SMPL coefficients describe only SMPL's own mesh; the bundled body has its own shape space.
+    elif layout.smpl_betas and observed.betas is not None and len(body.template_vertices) == SMPL_NUM_VERTICES:
+        betas, source = torch.as_tensor(observed.betas[: body.num_betas], dtype=torch.float32), "regressor"
+    else:
+        betas = fit_shape(targets, confidence, body, regularization=REGRESSOR_DISTANCE_VARIANCE, device="cpu")
+        source = "bone lengths"
+    report = shape_fit_report(targets, confidence, betas, body)
+    return betas, source, {fit.name: round(fit.error_m * 1000.0, 1) for fit in report}
 
 
 def _solve(clip: CleanClip, layout: KeypointLayout, targets: np.ndarray, weighted: np.ndarray, betas: torch.Tensor,

@@ -75,7 +75,9 @@ def make_clip(body, seed: int = 3, frames: int = FRAMES) -> Clip:
     """Random natural poses on a random shape, walking off, quaternion signs scrambled."""
     generator = torch.Generator().manual_seed(seed)
     rotations = random_pose(frames, generator, dtype=torch.float64)
-    betas = random_betas(1, body.num_betas, generator, dtype=torch.float64)
+    # A random person: the phenotype directions. Skeleton directions drawn at random give
+    # lopsided bodies (one leg longer, the pelvis leaning) no person has.
+    betas = random_betas(1, 10, generator, dtype=torch.float64)
     steps = torch.randn(frames, 3, generator=generator, dtype=torch.float64) * 0.05
     translation = torch.cumsum(steps, dim=0) + torch.tensor([0.3, 0.9, -2.0], dtype=torch.float64)
     rest = body.rest_keypoints(betas)

@@ -3,8 +3,9 @@
 The PCA directions of ``build_default_body.py`` span MakeHuman's phenotypes, whose
 proportions (spine segments, hip and collar placement, neck and head) differ from
 real mocap skeletons by several centimetres. Each direction built here moves one joint
-(mirrored on both sides for a left/right pair) and everything below it in the tree by
-a step (``STEP_M``, less for short bones) along one axis of the rest frame: it changes the bone from the joint's parent
+(mirrored on both sides for a left/right pair; a second direction moves the two sides
+apart) and everything below it in the tree by a step (``STEP_M``, less for short
+bones) along one axis of the rest frame: it changes the bone from the joint's parent
 and, for joints that share a parent, where they sit on it. The skin follows: a vertex
 moves with the joints of the bones it is weighted to, and along a bone it moves by
 the share of the way from the bone's head to its child (so a lengthened thigh stretches
@@ -14,7 +15,7 @@ skin as much as the thighs'), so a smooth local dent around each joint then move
 regressed joints by exactly what the direction means: each direction changes one
 placement and nothing else, and the prior on it is a prior on that placement.
 
-Everything is numpy so both the build venv and tests can call it; shapes in docstrings.
+numpy only, for the build venv (``make body``).
 """
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ from smplx.utils import Struct
 from .. import skeleton
 from .model_file import BodyArrays, read_body_arrays
 
+# How many shape coefficients an SMPL file is used with unless asked otherwise (smplx's default).
+SMPL_NUM_BETAS = 10
+
 
 class BodyModel:
     """An SMPL-layout body: rest keypoints for given shapes, and the skinned mesh.
@@ -35,7 +38,7 @@ class BodyModel:
         self.path = self.arrays.path
         held = self.arrays.shapedirs.shape[-1]
         if num_betas is None:
-            num_betas = held if self.arrays.skeleton_directions else 10
+            num_betas = held if self.arrays.skeleton_directions else SMPL_NUM_BETAS
         self.num_betas = min(num_betas, held)
         a = self.arrays
         # Rest keypoints are linear in betas: joints through the regressor, leaves are vertices.
@@ -87,7 +90,7 @@ class BodyModel:
         if self._smpl is None:
             a = self.arrays
             shapedirs = a.shapedirs[..., : self.num_betas]
-            if self.num_betas > 10:
+            if self.num_betas > SMPL_NUM_BETAS:
                 # smplx keeps only 10 coefficients of a file with fewer than its full
                 # SHAPE_SPACE_DIM; zero columns up to it keep all of ours.
                 missing = smplx.SMPL.SHAPE_SPACE_DIM - self.num_betas

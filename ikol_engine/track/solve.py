@@ -111,9 +111,12 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
     clip = clean_clip(observed, layout, options)
     valid = clip.valid
     points, confidence = clip.points[valid], clip.confidence[valid]
-    betas, shape_source, shape_fit = _clip_shape(clip, observed, layout, body, shape)
+    betas, shape_source = _clip_shape(clip, observed, layout, body, shape)
     rest = body.rest_keypoints(betas[None])[0].numpy()
     targets, target_confidence = layout.targets(points, confidence, rest)
+    # mm the body's rigid distances are longer than the clip's medians.
+    shape_fit = {fit.name: round(fit.error_m * 1000.0, 1)
+                 for fit in shape_fit_report(targets, target_confidence, betas, body)}
     raw_targets, _ = layout.targets(clip.raw_points[valid], confidence, rest)
     weighted = target_confidence * group_weights(options.torso, options.arms, options.legs, options.head)
     if not (weighted > 0).any(axis=1).all():
@@ -140,21 +143,17 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
 
 
 def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout, body: BodyModel,
-                shape: np.ndarray | None) -> tuple[torch.Tensor, str, dict[str, float]]:
-    """The clip's betas (N,), where they came from ("kept", "regressor" or "bone lengths"),
-    and per rigid distance the clip shows, mm the body's is longer than the clip's median."""
+                shape: np.ndarray | None) -> tuple[torch.Tensor, str]:
+    """The clip's betas (N,) and where they came from: "kept", "regressor" or "bone lengths"."""
+    if shape is not None:
+        return torch.as_tensor(shape, dtype=torch.float32), "kept"
+    # SMPL coefficients describe only SMPL's own mesh; the bundled body has its own shape space.
+    if layout.smpl_betas and observed.betas is not None and len(body.template_vertices) == SMPL_NUM_VERTICES:
+        return torch.as_tensor(observed.betas[: body.num_betas], dtype=torch.float32), "regressor"
     mean_rest = body.rest_keypoints(torch.zeros(1, body.num_betas))[0].numpy()
     targets, confidence = layout.targets(clip.points[clip.valid], clip.confidence[clip.valid], mean_rest)
-    if shape is not None:
-        betas, source = torch.as_tensor(shape, dtype=torch.float32), "kept"
-    # SMPL coefficients describe only SMPL's own mesh; the bundled body has its own shape space.
-    elif layout.smpl_betas and observed.betas is not None and len(body.template_vertices) == SMPL_NUM_VERTICES:
-        betas, source = torch.as_tensor(observed.betas[: body.num_betas], dtype=torch.float32), "regressor"
-    else:
-        betas = fit_shape(targets, confidence, body, regularization=REGRESSOR_DISTANCE_VARIANCE, device="cpu")
-        source = "bone lengths"
-    report = shape_fit_report(targets, confidence, betas, body)
-    return betas, source, {fit.name: round(fit.error_m * 1000.0, 1) for fit in report}
+    betas = fit_shape(targets, confidence, body, regularization=REGRESSOR_DISTANCE_VARIANCE, device="cpu")
+    return betas, "bone lengths"
 
 
 def _solve(clip: CleanClip, layout: KeypointLayout, targets: np.ndarray, weighted: np.ndarray, betas: torch.Tensor,

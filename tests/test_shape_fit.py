@@ -12,6 +12,10 @@ from ikol_engine.body import BodyModel
 from ikol_engine.ik import fit_shape, shape_fit_report, solve
 from ikol_engine.samples.deepmimic import load_deepmimic
 from ikol_engine.samples.skeletons import Skeleton, deepmimic_skeleton, pose_skeleton, smplx_skeleton
+from ikol_engine.samples.synthetic import random_pose
+from ikol_engine.skeleton import KEYPOINT_NAMES
+from ikol_engine.skeleton.kinematics import forward_kinematics, rest_offsets
+from ikol_engine.skeleton.tree import SMPL_TREE
 
 MM = 1e-3
 # Every 4th frame is plenty for one shape per clip and keeps the IK quick.
@@ -85,3 +89,27 @@ def test_noisy_keypoints_reach_no_far_fetched_body(body):
     print(f"largest |beta| {betas.abs().max():.2f}; distances off by {mean / MM:.1f} mm mean, {worst / MM:.1f} worst")
     assert float(betas[10:].abs().max()) < 3.0
     assert mean < 6 * MM
+
+
+def test_a_foot_no_frame_sees_is_fitted_from_ankle_to_toe(body):
+    """BlazePose sees ankles and toes but never the ball of the foot. The fit must then
+    match the ankle-to-toe span, or a body with a longer foot folds its toes to reach."""
+    names = ["pca"] * 10 + list(body.arrays.skeleton_directions)
+    truth = torch.zeros(body.num_betas)
+    truth[names.index("Foot.z")] = -1.5  # the ball of the foot 4.5 cm further back: a shorter foot
+    frames = 60
+    rotations = random_pose(frames, torch.Generator().manual_seed(5))
+    feet = [KEYPOINT_NAMES.index(n) for n in ("L_Foot", "R_Foot")]
+    rotations[:, feet] = torch.eye(3)  # unseen joints stay at rest, as the IK's prior keeps them
+    rest = body.rest_keypoints(truth[None]).expand(frames, -1, -1)
+    _, keypoints = forward_kinematics(rotations, rest_offsets(rest, SMPL_TREE), torch.zeros(frames, 3), SMPL_TREE)
+    confidence = torch.ones(frames, len(KEYPOINT_NAMES))
+    confidence[:, feet] = 0.0
+    betas = fit_shape(keypoints, confidence, body, device="cpu")
+    report = {fit.name: fit for fit in shape_fit_report(keypoints, confidence, betas, body)}
+    mean_body = {fit.name: fit for fit in shape_fit_report(keypoints, confidence, torch.zeros_like(betas), body)}
+    for side in ("L", "R"):
+        span = f"{side}_Ankle-{side}_BigToe"
+        print(f"{span}: fitted {report[span].error_m / MM:+.2f} mm, mean body {mean_body[span].error_m / MM:+.2f} mm")
+        assert abs(report[span].error_m) < 2 * MM
+        assert abs(mean_body[span].error_m) > 10 * MM

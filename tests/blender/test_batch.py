@@ -308,7 +308,10 @@ FAKE_CLI = textwrap.dedent("""
     elif mode == "crash":
         1 / 0
     elif mode == "hang":
-        open(os.environ["FAKE_ENGINE_PID"], "w").write(str(os.getpid()))
+        # Written whole, then renamed: the test waits for the file and reads it at once.
+        with open(os.environ["FAKE_ENGINE_PID"] + ".tmp", "w") as pid:
+            pid.write(str(os.getpid()))
+        os.replace(os.environ["FAKE_ENGINE_PID"] + ".tmp", os.environ["FAKE_ENGINE_PID"])
         time.sleep(120)
     elif mode == "killed-mid-write":  # as atomic_path names its temporary file
         output = sys.argv[sys.argv.index("-o") + 1]

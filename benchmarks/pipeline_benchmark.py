@@ -56,8 +56,9 @@ def lengthened(motion: Motion, frames: int) -> Motion:
     arrays = {name: getattr(motion, name)[order] for name in _PER_FRAME}
     arrays["frame_indices"] = np.arange(frames)
     arrays["frame_times"] = np.arange(frames) / motion.fps
-    if motion.person_boxes is not None:
-        arrays["person_boxes"] = motion.person_boxes[order]
+    for name in ("person_boxes", "contacts"):
+        if getattr(motion, name) is not None:
+            arrays[name] = getattr(motion, name)[order]
     return dataclasses.replace(motion, **arrays)
 
 

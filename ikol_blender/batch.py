@@ -92,6 +92,16 @@ class UsageError(Exception):
     """The batch cannot start: exit code 2."""
 
 
+def _fov(text: str) -> float | str:
+    """--fov's value: degrees, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected degrees or auto, got {text!r}") from None
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Convert videos of a person into keyframed SMPL rigs: "
                                      "a motion file, a .blend and, if asked, FBX/BVH/glTF exports per video.")
@@ -120,7 +130,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     engine.add_argument("--end", type=float, help="second to stop at")
     engine.add_argument("--iterations", type=int, help="Gauss-Newton steps per IK pass")
     engine.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    engine.add_argument("--fov", type=float, help="camera's horizontal field of view, degrees")
+    engine.add_argument("--fov", type=_fov, metavar="DEG|auto",
+                        help="camera's horizontal field of view, degrees, or auto to estimate it from each clip")
+    engine.add_argument("--focal-mm", type=float, metavar="MM",
+                        help="the lens's focal length on a full-frame (36 mm) sensor, mm (replaces --fov)")
     engine.add_argument("--fps", type=float, help="the videos' real frame rate, for files whose container states "
                         "a wrong one")
     engine.add_argument("--model-complexity", type=int, choices=(0, 1, 2),
@@ -141,7 +154,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except SystemExit as exit_:  # argparse exits on --help and on bad arguments; a CLI command must return
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
-                                            device=args.device, fov=args.fov,
+                                            device=args.device, fov=args.fov, focal_mm=args.focal_mm,
                                             model_complexity=args.model_complexity, fps=args.fps,
                                             person=args.person)
     try:

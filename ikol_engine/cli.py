@@ -16,6 +16,7 @@ import torch
 
 from . import __version__
 from .common.library_output import library_output_to
+from .motion import CONTACT_NAMES
 from .regressors.base import RegressorError
 from .track.options import SolveOptions
 
@@ -80,6 +81,9 @@ def _summary(output: str, motion, solution) -> None:
         worst = max(info["shape_fit_mm"], key=lambda name: abs(info["shape_fit_mm"][name]))
         print(f"body shape ({info['shape']}): the clip's bone lengths within {abs(info['shape_fit_mm'][worst]):.1f} mm "
               f"(worst {worst}); every bone in the motion file's options, result.shape_fit_mm")
+    camera = info["camera"]
+    print(f"camera: {camera['fov_deg']:.1f} degree field of view ({camera['source']}); feet resting in "
+          + ", ".join(f"{name} {frames}" for name, frames in zip(CONTACT_NAMES, info["contact_frames"])) + " frames")
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -204,8 +208,27 @@ def _add_solve_arguments(parser: argparse.ArgumentParser, keep_recorded: bool = 
         group.add_argument(f"--{name}", type=float, default=default(name), help=f"weight of the {name} keypoints" + kept)
     group.add_argument("--twist-weight", dest="twist_weight", type=float, default=default("twist_weight"),
                        help="weight of the twist seen in hands, feet and head" + kept)
-    group.add_argument("--fov", dest="fov_deg", type=float, default=default("fov_deg"),
-                       help="camera's horizontal field of view, degrees" + kept)
+    group.add_argument("--fov", dest="fov_deg", type=_fov, default=default("fov_deg"),
+                       help="camera's horizontal field of view, degrees, or 'auto' to estimate it from the "
+                            "clip" + kept)
+    group.add_argument("--focal-mm", dest="focal_mm", type=float, default=default("focal_mm"),
+                       help="the lens's focal length, mm (replaces --fov)" + kept)
+    group.add_argument("--sensor-mm", dest="sensor_mm", type=float, default=default("sensor_mm"),
+                       help="the sensor's width, mm, for --focal-mm (36: full frame)" + kept)
+    group.add_argument("--reprojection", type=float, default=default("reprojection"),
+                       help="weight of the keypoints' image positions against their 3D ones (0: 3D only)" + kept)
+    group.add_argument("--foot-lock", dest="foot_lock", type=float, default=default("foot_lock"),
+                       help="how hard resting feet are held where they rest (0: free)" + kept)
+    group.add_argument("--contact-speed", dest="contact_speed", type=float, default=default("contact_speed"),
+                       help="m/s below which a foot point may rest" + kept)
+    group.add_argument("--contact-image-speed", dest="contact_image_speed", type=float,
+                       default=default("contact_image_speed"),
+                       help="body heights per second in the image below which a foot point may rest" + kept)
+    group.add_argument("--contact-height", dest="contact_height", type=float, default=default("contact_height"),
+                       help="m above the floor below which a foot point may rest" + kept)
+    if keep_recorded:
+        group.add_argument("--keep-contacts", dest="keep_contacts", action="store_true", default=argparse.SUPPRESS,
+                           help="use the file's foot contacts (e.g. edited in Blender) instead of finding them")
     group.add_argument("--no-floor", dest="level_floor", action="store_false", default=default("level_floor"),
                        help="keep the camera's axes; don't level the floor")
     group.add_argument("--device", default=default("device"), help="auto, cpu, cuda or cuda:N" + kept)
@@ -213,6 +236,16 @@ def _add_solve_arguments(parser: argparse.ArgumentParser, keep_recorded: bool = 
     parser.add_argument("--verbose", action="store_true",
                         help="show the libraries' own messages (TensorFlow Lite, smplx) here rather than in "
                              "the log file beside the output (OUTPUT with .log)")
+
+
+def _fov(text: str) -> float | None:
+    """--fov's value: degrees, or None for 'auto'."""
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected degrees or 'auto', got {text!r}") from None
 
 
 def _solve_changes(args: argparse.Namespace) -> dict[str, Any]:

@@ -124,6 +124,16 @@ class KeypointLayout(abc.ABC):
             targets (V, 29, 3) float32 and their confidence (V, 29) float32.
         """
 
+    @abc.abstractmethod
+    def image_targets(self, pixels: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the IK's targets are in the image, for the ones the regressor's pixels show.
+
+        Args:
+            pixels: (V, R, 2) keypoints in the image; confidence: (V, R).
+        Returns:
+            pixels (V, 29, 2) float32 and their confidence (V, 29) float32 (0: not shown).
+        """
+
     def twist_sides(self, points: np.ndarray, confidence: np.ndarray) -> TwistSides | None:
         """Directions that show twist, for layouts whose observations give no twist angles.
 

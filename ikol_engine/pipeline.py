@@ -371,7 +371,9 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
     the smoothing must not reset the field of view the clip was analysed with). The
     clip's body shape is kept: a refine changes poses, never the rig's skeleton.
     ``output`` may be ``source`` itself: the old file stays whole until the new one is
-    complete.
+    complete. A clip whose focal length was estimated keeps that estimate unless the
+    changes give a camera; ``keep_contacts`` keeps the file's foot contacts (e.g. edited
+    in Blender) instead of detecting them again.
     """
     old = read_motion(source)
     if not isinstance(solve_options, SolveOptions):
@@ -386,8 +388,12 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
                       frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])),
                       twist=old.regressor_twist, twist_confidence=old.regressor_twist_confidence,
                       betas=old.regressor_betas, frame_times=old.times)
+    if solve_options.keep_contacts and old.contacts is None:
+        raise TrackError(f"{source}: the motion file has no foot contacts to keep (written before schema 4); "
+                         "refine once without keep_contacts")
     solution = solve_observations(track, layout_for(track.names), solve_options, body, progress,
-                                  shape=old.betas)
+                                  shape=old.betas, focal_px=_estimated_focal(old),
+                                  contacts=old.contacts if solve_options.keep_contacts else None)
     run = dict(old.options, solve=dataclasses.asdict(solve_options), result=solution.info)
     motion = _motion(track, solution, body or default_body(), run, regressor_name=old.regressor_name,
                      source_video=old.source_video, source_sha256=old.source_sha256, person_boxes=old.person_boxes)
@@ -403,7 +409,20 @@ def recorded_solve_options(motion: Motion, changes: Mapping[str, Any] = MappingP
     recorded = motion.options.get("solve")
     known = {field.name for field in dataclasses.fields(SolveOptions)}
     kept = {key: value for key, value in recorded.items() if key in known} if isinstance(recorded, dict) else {}
+    # A lens given replaces the field of view, so a new field of view must drop the old lens.
+    if "fov_deg" in changes:
+        kept.pop("focal_mm", None)
     return SolveOptions(**{**kept, **changes})
+
+
+def _estimated_focal(motion: Motion) -> float | None:
+    """The focal length (pixels) the run that wrote ``motion`` estimated, or None."""
+    result = motion.options.get("result")
+    camera = result.get("camera") if isinstance(result, dict) else None
+    if isinstance(camera, dict) and camera.get("source") == "estimated":
+        focal = camera.get("focal_px")
+        return float(focal) if isinstance(focal, (int, float)) and focal > 0 else None
+    return None
 
 
 def _regressor_name(options: AnalyzeOptions) -> str:
@@ -426,4 +445,4 @@ def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[
         regressor_confidence=track.confidence, image_keypoints=track.image, options=run,
         source_video=source_video, source_sha256=source_sha256, engine_version=__version__,
         regressor_twist=track.twist, regressor_twist_confidence=track.twist_confidence, regressor_betas=track.betas,
-        person_boxes=person_boxes)
+        person_boxes=person_boxes, contacts=solution.contacts)

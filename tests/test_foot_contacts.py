@@ -117,3 +117,18 @@ def test_floor_alone_lifts_sunken_feet():
     assert lowest[0] < -40 * MM and lowest[1] > -5 * MM
     with pytest.raises(ValueError, match="floor"):
         solve(targets, confidence, floor=(np.zeros(3), 0.0), device="cpu")
+
+
+def test_contact_targets_take_their_place_across_the_view_from_the_pixels():
+    from ikol_engine.ik.world_terms import PinholeCamera
+
+    camera = PinholeCamera(1000.0, 640.0, 360.0)
+    true = np.array([0.1, -1.4, -4.0])
+    feet = np.tile(true + [0.05, 0.0, 0.0], (8, 4, 1))  # 5 cm off across the view, right depth
+    pixels = np.tile(camera.project(torch.from_numpy(true)).numpy(), (8, 4, 1))
+    contacts = np.ones((8, 4), dtype=bool)
+    floor = (np.array([0.0, 1.0, 0.0]), -1.4)
+    seen, _ = contact_targets(feet, contacts, floor=floor, pixels=pixels, camera=camera)
+    assert np.abs(seen - true).max() < 1e-9
+    blind, _ = contact_targets(feet, contacts, floor=floor)
+    assert np.abs(blind - true).max() == pytest.approx(0.05)

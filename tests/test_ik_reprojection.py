@@ -48,7 +48,8 @@ def _world_problem(generator: torch.Generator, with_camera: bool, with_offset: b
     terms = dict(lock_targets=positions[:, FEET] + 0.03 * torch.randn(batch, 4, 3, generator=generator, dtype=F64),
                  lock_weights=torch.rand(batch, 4, generator=generator, dtype=F64),
                  floor_normal=normal, floor_height=float((positions[:, FEET] @ normal).mean()),
-                 floor_clearance=foot_clearance(rest), floor_weight=7.0)
+                 floor_clearance=foot_clearance(rest),
+                 floor_weights=7.0 * torch.rand(batch, generator=generator, dtype=F64))
     if with_camera:
         camera = PinholeCamera(1100.0, 960.0, 540.0)
         terms.update(camera=camera, depth=-positions[:, 0, 2],
@@ -75,8 +76,8 @@ def _residuals(problem: Problem, rotations, translation, offset, step: torch.Ten
         else positions
     parts = [(p.weights.sqrt()[..., None] * (seen - p.targets)).flatten(1),
              (w.lock_weights.sqrt()[..., None] * (positions[:, FEET] - w.lock_targets)).flatten(1),
-             w.floor_weight ** 0.5 * (positions[:, FEET] @ w.floor_normal - w.floor_height - w.floor_clearance
-                                      ).clamp(max=0)]
+             w.floor_weights.sqrt()[:, None] * (positions[:, FEET] @ w.floor_normal - w.floor_height
+                                                 - w.floor_clearance).clamp(max=0)]
     if w.camera is not None:
         cam = w.camera
         # Angles, written out from the camera model independently of the kernel.

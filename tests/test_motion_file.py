@@ -94,7 +94,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         "test-regressor", "clip.mp4", "ab" * 32)
     assert back.engine_version == __version__
     with np.load(path, allow_pickle=False) as archive:
-        assert int(archive["schema_version"]) == SCHEMA_VERSION == 3
+        assert int(archive["schema_version"]) == SCHEMA_VERSION == 4
     assert partial_files(tmp_path) == []
 
 
@@ -124,6 +124,19 @@ def test_person_boxes_round_trip_and_older_files_have_none(tmp_path: Path) -> No
     assert read_motion(path).person_boxes is None
     with pytest.raises(MotionFileError, match="person_boxes"):
         write_motion(tmp_path / "bad.npz", dataclasses.replace(motion, person_boxes=boxes[:, :3]))
+
+
+def test_contacts_round_trip_and_older_files_have_none(tmp_path: Path) -> None:
+    motion = random_motion()
+    contacts = np.random.default_rng(5).uniform(size=(T, 4)) > 0.5
+    back = read_motion(write_motion(tmp_path / "feet.npz", dataclasses.replace(motion, contacts=contacts)))
+    assert back.contacts.dtype == np.bool_ and np.array_equal(back.contacts, contacts)
+    # A schema-3 file (written before foot contacts) still reads, with none.
+    path = write_motion(tmp_path / "old.npz", motion)
+    rewrite(path, schema_version=np.array(3))
+    assert read_motion(path).contacts is None
+    with pytest.raises(MotionFileError, match="contacts has shape"):
+        write_motion(tmp_path / "bad.npz", dataclasses.replace(motion, contacts=contacts[:, :2]))
 
 
 def test_arrays_are_cast_to_the_schema_dtypes(tmp_path: Path) -> None:
@@ -190,8 +203,8 @@ READ_FAULTS = {
     "truncated": (_truncated, ["truncated"]),
     "corrupt member": (_corrupt, ["truncated or corrupt"]),
     "foreign npz": (_foreign, ["not an IKOL motion file", "weights"]),
-    "newer schema": (_rewritten(schema_version=np.array(4)),
-                     ["written by a newer IKOL engine (schema 4, this engine reads up to 3); "
+    "newer schema": (_rewritten(schema_version=np.array(5)),
+                     ["written by a newer IKOL engine (schema 5, this engine reads up to 4); "
                       "update the engine"]),
     "missing rotations": (_rewritten(rotations=None), ["missing keys: rotations"]),
     "wrong rotations shape": (_rewritten(rotations=_ROTATIONS[..., :3]),

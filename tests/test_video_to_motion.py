@@ -14,11 +14,17 @@ import numpy as np
 import pytest
 
 from ikol_engine import samples, skeleton
+from ikol_engine.ik.world_terms import FOOT_KEYPOINTS
+from ikol_engine.regressors.blazepose.layout import BLAZEPOSE_LAYOUT
+from ikol_engine.track.camera import Camera
+from ikol_engine.track.ground import Ground
 from ikol_engine.motion import read_motion
 from ikol_engine.pipeline import AnalyzeOptions, analyze, refine
 from ikol_engine.track.options import SolveOptions
 
 END_S = 5.3
+#: Frames after a person is found in which BlazePose's landmarks are still settling.
+SETTLING_FRAMES = 5
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +56,15 @@ def test_rigid_skeleton_continuous_rotations_no_side_swaps(analysed) -> None:
     dots = (motion.rotations[1:] * motion.rotations[:-1]).sum(-1)[both]
     assert (dots >= 0).all()  # keys never flip hemisphere
     turn = np.degrees(2 * np.arccos(np.clip(dots, 0, 1)))
-    # No flips: no joint turns by 120 degrees or more between frames, and 99% of the
-    # frame-to-frame changes stay under 90 (hands and feet landing from the jump are fast).
-    assert turn.max() < 120.0, turn.max()
-    assert np.percentile(turn, 99) < 90.0
+    # No flips: no joint turns by 90 degrees or more between frames, and 99% of the
+    # frame-to-frame changes stay under 45 (hands and feet landing from the jump are
+    # fast); measured 73 and 25. Not in the first frames after BlazePose finds the
+    # jumper: its hand landmarks settle there, and the right palm seen in them turns
+    # 266 degrees in four frames (a forearm twist of 2,000 degrees a second), which the
+    # right elbow follows (up to 136 degrees in a frame).
+    settled = np.flatnonzero(both) >= np.flatnonzero(valid)[0] + SETTLING_FRAMES
+    assert turn[settled].max() < 90.0, turn[settled].max()
+    assert np.percentile(turn[settled], 99) < 45.0
     assert np.median(turn) < 3.0
     # Sides never trade places in the result: the shoulder and hip lines keep pointing
     # the same way from frame to frame, and the hips agree with the shoulders.
@@ -67,10 +78,44 @@ def test_root_travels_and_fits_its_keypoints(analysed) -> None:
     valid = motion.valid
     travel = np.ptp(motion.translation[valid], axis=0)
     assert np.linalg.norm(travel) > 0.5, travel  # jumping off the box moves the body
-    assert motion.residual_mm[valid].mean() < 30.0
+    # Against the metric keypoints; the image keypoints pull the body off them (measured
+    # 18 mm without them, 28 with), towards where the video shows it.
+    assert motion.residual_mm[valid].mean() < 60.0
     assert solution.info["floor"] is not None
     feet = solution.keypoints[valid][:, [skeleton.KEYPOINT_NAMES.index(n) for n in ("L_Ankle", "R_Ankle", "L_BigToe", "R_BigToe")], 1]
     assert abs(np.median(feet.min(axis=1))) < 0.1  # standing on the levelled floor
+
+
+def _image_error_px(motion, solution) -> np.ndarray:
+    """Pixels from the solved keypoints to BlazePose's own 2D ones (confidence > 0.5), on
+    the frames whose sides BlazePose did not swap (there its raw 2D has them exchanged)."""
+    valid = motion.valid
+    floor, camera = solution.info["floor"], solution.info["camera"]
+    turn, shift = Ground(np.asarray(floor["normal_camera"]), floor["height_camera"], 0).leveling()
+    in_camera = (solution.keypoints[valid].astype(np.float64) - shift) @ turn
+    pixels = Camera.from_focal(*motion.options["image_size"], camera["focal_px"]).project(in_camera)
+    shown, confidence = BLAZEPOSE_LAYOUT.image_targets(motion.image_keypoints[valid], motion.regressor_confidence[valid])
+    kept = (confidence > 0.5) & ~solution.swapped[valid][:, None]
+    return np.linalg.norm(pixels - shown, axis=-1)[kept]
+
+
+def test_joints_on_the_image_and_resting_feet_held(analysed, tmp_path: Path) -> None:
+    output, motion, solution = analysed
+    error = _image_error_px(motion, solution)
+    without, solution_without = refine(output, tmp_path / "no_pixels.npz", {"reprojection": 0.0})
+    error_without = _image_error_px(without, solution_without)
+    # Pixels, on a 1768x994 video; measured: median 8.2, 95th percentile 22.5 (without
+    # the image keypoints in the IK: 11.9 and 28.0).
+    assert np.median(error) < 10.0 and np.percentile(error, 95) < 35.0
+    assert np.median(error) < 0.8 * np.median(error_without)
+    valid = motion.valid
+    contacts = solution.contacts[valid]
+    assert contacts.sum() >= 30  # measured 56 (frames x foot points)
+    feet = solution.keypoints[valid][:, list(FOOT_KEYPOINTS)]
+    step = np.linalg.norm((feet[1:] - feet[:-1])[..., [0, 2]], axis=-1)  # along the levelled floor
+    held = contacts[1:] & contacts[:-1]
+    # mm per frame at 30 fps while a contact holds; measured 0.6 (16.5 without the lock).
+    assert step[held].mean() * 1000 < 4.0
 
 
 def test_refine_rewrites_from_stored_keypoints(analysed, tmp_path: Path) -> None:
@@ -79,7 +124,7 @@ def test_refine_rewrites_from_stored_keypoints(analysed, tmp_path: Path) -> None
     assert np.array_equal(refined.regressor_keypoints, motion.regressor_keypoints)
     assert refined.options["solve"]["iterations"] == 2 and refined.options["solve"]["smoothing"] == 0.0
     assert not np.allclose(refined.rotations, motion.rotations)
-    assert refined.residual_mm[refined.valid].mean() < 30.0
+    assert refined.residual_mm[refined.valid].mean() < 60.0  # from the metric keypoints, as in analyze
     # Same person, same rig: unsmoothed keypoints must not give the body another skeleton.
     assert np.array_equal(refined.betas, motion.betas)
     assert np.abs(refined.rest_joints - motion.rest_joints).max() < 1e-6

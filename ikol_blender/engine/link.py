@@ -22,13 +22,15 @@ except ModuleNotFoundError as error:
     from ikol_engine.common import atomic_file
     from ikol_engine.track import filtering, ground
 
+CONTACT_NAMES = motion.CONTACT_NAMES
 Motion = motion.Motion
 MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
+write_motion = motion.write_motion
 quaternion_continuity = filtering.quaternion_continuity
 atomic_path = atomic_file.atomic_path
 remove_partial_files = atomic_file.remove_partial_files
 Ground = ground.Ground
 
-__all__ = ["Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity", "read_motion",
-           "remove_partial_files"]
+__all__ = ["CONTACT_NAMES", "Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity",
+           "read_motion", "remove_partial_files", "write_motion"]

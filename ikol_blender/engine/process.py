@@ -105,7 +105,8 @@ class AnalyzeOptions:
     end: float | None = None
     iterations: int | None = None
     device: str | None = None
-    fov: float | None = None
+    fov: float | str | None = None  # degrees, or "auto": estimated from the clip
+    focal_mm: float | None = None
     model_complexity: int | None = None
     fps: float | None = None
     person: str | None = None
@@ -123,8 +124,12 @@ class AnalyzeOptions:
             raise ValueError(f"--start {self.start} must come before --end {self.end}")
         if self.iterations is not None and not 0 <= self.iterations <= 100:
             raise ValueError(f"--iterations must be from 0 to 100, got {self.iterations}")
-        if self.fov is not None and not MIN_FOV_DEG <= self.fov <= MAX_FOV_DEG:
-            raise ValueError(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {self.fov}")
+        if self.fov is not None and self.fov != "auto" and not (
+                isinstance(self.fov, (int, float)) and MIN_FOV_DEG <= self.fov <= MAX_FOV_DEG):
+            raise ValueError(f"--fov must be auto or between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, "
+                             f"got {self.fov}")
+        if self.focal_mm is not None and not 0 < self.focal_mm < math.inf:
+            raise ValueError(f"--focal-mm must be a focal length in mm > 0, got {self.focal_mm}")
         if self.fps is not None and not MIN_FPS <= self.fps <= MAX_FPS:
             raise ValueError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {self.fps}")
         if self.device is not None and _DEVICE_NAME.fullmatch(self.device) is None:
@@ -133,7 +138,8 @@ class AnalyzeOptions:
 
     def arguments(self) -> list[str]:
         flags = {"--start": self.start, "--end": self.end, "--iterations": self.iterations,
-                 "--device": self.device, "--fov": self.fov, "--model-complexity": self.model_complexity,
+                 "--device": self.device, "--fov": self.fov, "--focal-mm": self.focal_mm,
+                 "--model-complexity": self.model_complexity,
                  "--fps": self.fps, "--person": self.person}
         return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
 

@@ -2,11 +2,11 @@
 
 The engine places the person with a pinhole camera at the origin of its camera frame
 (x right, y up, looking down -z, principal point at the image centre, the run's
-horizontal field of view), then turns the scene so the floor is y = 0 (see
-``ikol_engine.track.ground``). Undoing that levelling gives the camera's pose in the motion
-file's world; Blender's camera has the same local axes (looks down -Z, +Y up), so its
-world matrix is that pose seen through the y-up to z-up change of
-:mod:`.bone_space`. Through this camera the rig lines up with the video frame.
+horizontal field of view: given, or estimated from the clip), then turns the scene so
+the floor is y = 0 (see ``ikol_engine.track.ground``). Undoing that levelling gives the
+camera's pose in the motion file's world; Blender's camera has the same local axes
+(looks down -Z, +Y up), so its world matrix is that pose seen through the y-up to z-up
+change of :mod:`.bone_space`. Through this camera the rig lines up with the video frame.
 """
 from __future__ import annotations
 
@@ -32,15 +32,25 @@ class VideoCamera:
 
 
 def video_camera(motion: Motion) -> VideoCamera | None:
-    """The camera a motion was solved with, or None if the file does not record it."""
+    """The camera a motion was solved with, or None if the file does not record it.
+
+    The field of view is the one the solve used, ``result.camera.fov_deg``; files from
+    before the engine estimated it (no ``result.camera``) record only the requested one,
+    ``solve.fov_deg``, which newer runs leave null when the clip chose it.
+    """
     options = motion.options
     size = options.get("image_size")
+    result = options.get("result")
+    result = result if isinstance(result, dict) else {}
     solve = options.get("solve")
-    fov = solve.get("fov_deg") if isinstance(solve, dict) else None
+    used = result.get("camera")
+    if isinstance(used, dict):
+        fov = used.get("fov_deg")
+    else:
+        fov = solve.get("fov_deg") if isinstance(solve, dict) else None
     if not (isinstance(size, list) and len(size) == 2 and isinstance(fov, (int, float))):
         return None
-    result = options.get("result")
-    floor = result.get("floor") if isinstance(result, dict) else None
+    floor = result.get("floor")
     turn, shift = np.eye(3), np.zeros(3)
     if isinstance(floor, dict):
         # The engine mapped camera-frame points p to turn @ p + shift; the camera sits at p = 0.

@@ -12,7 +12,9 @@ last key and its rate is the video's, as ``render.fps / render.fps_base``
 Only valid frames are keyed; frames where no person was solved stay unkeyed, so the
 rig interpolates across them. The per-frame IK residual (mm) is keyed on the same
 frames as the custom property ``ikol_residual_mm`` of the armature object, where the
-Graph Editor shows bad stretches at a glance.
+Graph Editor shows bad stretches at a glance. A file with foot contacts keys them on the
+same frames too, as the on/off steps of the properties ``ikol_contact_L_Heel`` and the
+like (:mod:`.contacts`), for the animator to edit and Refine to use.
 
 Camera: where the file records the camera it was solved with (image size, field of
 view, floor), a camera object is made at that place (:mod:`.camera`), so looking
@@ -31,7 +33,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..engine.link import Motion, read_motion
-from . import bone_space, keyframes, rig
+from . import bone_space, contacts, keyframes, rig
 from .camera import VideoCamera, video_camera
 
 RESIDUAL_PROPERTY = "ikol_residual_mm"
@@ -133,7 +135,8 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
 
     The rig, its Action and its F-Curves stay (so do the animator's curve settings);
     only the keys change, the rig then points at the new file, and the import's camera
-    moves to where the new solve puts it.
+    moves to where the new solve puts it. A file without foot contacts removes the rig's
+    contact curves, which would no longer describe its motion.
 
     Raises:
         MotionFileError: the file is missing or malformed.
@@ -153,6 +156,8 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     if not motion.valid.any():
         raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to key")
     keyframes.rewrite_keys(armature, animation.action, _channels(armature, motion))
+    if motion.contacts is None:
+        contacts.remove_contacts(armature, animation.action)
     armature[MOTION_PROPERTY] = str(motion_path)
     # The re-solve fitted the floor again, and with it where the camera stands.
     camera, camera_object = video_camera(motion), bpy.data.objects.get(armature.get(CAMERA_PROPERTY, ""))
@@ -187,7 +192,8 @@ def video_note(motion: Motion) -> str:
 
 
 def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Channel]:
-    """The F-Curves of a motion: 4 per bone rotation, 3 for the root location, the residual."""
+    """The F-Curves of a motion: 4 per bone rotation, 3 for the root location, the residual,
+    and the foot contacts where the file has them."""
     names = [str(n) for n in motion.joint_names]
     valid = motion.valid
     frames = blender_frames(motion)[valid]
@@ -209,7 +215,7 @@ def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Chan
                          for axis in range(3)]
     channels.append(keyframes.Channel(f'["{RESIDUAL_PROPERTY}"]', 0, _RESIDUAL_GROUP, frames,
                                       motion.residual_mm[valid]))
-    return channels
+    return channels + contacts.contact_channels(armature, motion, frames)
 
 
 def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection, video: str | Path | None,

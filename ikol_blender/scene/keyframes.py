@@ -25,6 +25,8 @@ class Channel(NamedTuple):
         group: channel group the curve is listed under (a bone's name groups its curves).
         frames: (K,) key times, in frames, increasing.
         values: (K,) key values.
+        interpolation: of every key, a ``Keyframe.interpolation`` item: "LINEAR" for
+            sampled motion, "CONSTANT" for on/off steps.
     """
 
     data_path: str
@@ -32,6 +34,7 @@ class Channel(NamedTuple):
     group: str
     frames: np.ndarray
     values: np.ndarray
+    interpolation: str = "LINEAR"
 
 
 def is_slotted() -> bool:
@@ -56,7 +59,7 @@ def new_action(obj: bpy.types.Object, name: str) -> bpy.types.Action:
 
 
 def write_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iterable[Channel]) -> list[bpy.types.FCurve]:
-    """Writes one new F-Curve per channel into ``action``, with LINEAR interpolation.
+    """Writes one new F-Curve per channel into ``action``, with the channel's interpolation.
 
     Args:
         obj: the animated object; on slotted Blenders its assigned slot of ``action``
@@ -74,7 +77,7 @@ def write_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iterab
     for channel in channels:
         arrays = _arrays(channel)
         curve = new_curve(channel.data_path, channel.index, channel.group)
-        _fill(curve, *arrays)
+        _fill(curve, *arrays, channel.interpolation)
         curves.append(curve)
     return curves
 
@@ -93,8 +96,16 @@ def rewrite_keys(obj: bpy.types.Object, action: bpy.types.Action, channels: Iter
         curve = existing.get((channel.data_path, channel.index))
         if curve is not None:
             curve.keyframe_points.clear()
-            _fill(curve, frames, values)
+            _fill(curve, frames, values, channel.interpolation)
     write_keys(obj, action, missing)
+
+
+def remove_curves(obj: bpy.types.Object, action: bpy.types.Action, data_paths: Iterable[str]) -> None:
+    """Removes the F-Curves of ``data_paths`` (every index) animating ``obj`` in ``action``, if any."""
+    data_paths = set(data_paths)
+    fcurves = curves(obj, action)
+    for curve in [curve for curve in fcurves if curve.data_path in data_paths]:
+        fcurves.remove(curve)
 
 
 def _arrays(channel: Channel) -> tuple[np.ndarray, np.ndarray]:
@@ -117,12 +128,12 @@ def curves(obj: bpy.types.Object, action: bpy.types.Action):
     return action.layers[0].strips[0].channelbag(slot, ensure=True).fcurves
 
 
-def _fill(curve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
+def _fill(curve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray, interpolation: str) -> None:
     points = curve.keyframe_points
     points.add(len(frames))
     points.foreach_set("co", np.stack([frames, values], axis=1).ravel())
-    linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-    points.foreach_set("interpolation", np.full(len(frames), linear, dtype=np.int32))
+    mode = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items[interpolation].value
+    points.foreach_set("interpolation", np.full(len(frames), mode, dtype=np.int32))
     curve.update()
 
 

@@ -16,7 +16,9 @@ from ..engine.client import EngineClient, EngineGone
 from ..engine.devices import DEVICE_ITEMS
 from ..engine.jobs import EngineSession
 from ..engine.process import EngineUnavailable, check_person, resolve_engine
-from ..scene.importer import MOTION_PROPERTY
+from ..engine.link import MotionFileError, read_motion
+from ..scene.contacts import edited_contacts, write_with_contacts
+from ..scene.importer import MOTION_PROPERTY, blender_frames
 from .tasks import DetectPeopleTask, ImportVideoTask, Outcome, RefineTask, motion_path
 
 VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.mpg;*.mpeg;*.wmv"
@@ -67,9 +69,15 @@ class _EngineTaskOperator:
 
     kind = ""
 
-    def run(self, context: bpy.types.Context, task: DetectPeopleTask | ImportVideoTask | RefineTask) -> set[str]:
+    def busy(self) -> bool:
+        """True (and says so) while a task of this kind runs: only one at a time."""
         if self.kind in RUNNING:
             self.report({"ERROR"}, f"an IKOL {self.kind} is already running; wait for it or press Esc")
+            return True
+        return False
+
+    def run(self, context: bpy.types.Context, task: DetectPeopleTask | ImportVideoTask | RefineTask) -> set[str]:
+        if self.busy():
             return {"CANCELLED"}
         try:
             task.start()
@@ -254,6 +262,8 @@ class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
         return ikol_armature(context) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        if self.busy():  # before any file is written for a refine that would not start
+            return {"CANCELLED"}
         armature = ikol_armature(context)
         source = Path(armature[MOTION_PROPERTY])
         if not source.is_file():
@@ -264,9 +274,20 @@ class IKOL_OT_refine(_EngineTaskOperator, bpy.types.Operator):
         except OSError as error:
             self.report({"ERROR"}, f"cannot write the refined motion beside {source}: {error}")
             return {"CANCELLED"}
+        refine = armature.ikol_refine
+        edited = None
+        if refine.keep_contacts:
+            # The engine reads contacts from the file it refines: the rig's file, with the curves' contacts.
+            try:
+                motion = read_motion(source)
+                edited = write_with_contacts(motion, edited_contacts(armature, motion, blender_frames(motion)),
+                                             output.with_name(f"{output.stem}_contacts.npz"))
+            except (MotionFileError, ValueError, OSError) as error:
+                self.report({"ERROR"}, f"cannot refine with the edited contacts: {error}")
+                return {"CANCELLED"}
         task = RefineTask(SESSION, armature_name=armature.name, output=output,
-                          solve=armature.ikol_refine.solve_options(settings.default_device()),
-                          body=settings.body_model())
+                          solve=refine.solve_options(settings.default_device()), body=settings.body_model(),
+                          source=edited)
         return self.run(context, task)
 
 
@@ -286,7 +307,10 @@ class IKOL_OT_restart_engine(bpy.types.Operator):
 
 
 class IKOLRefineSettings(bpy.types.PropertyGroup):
-    """The Refine panel's settings, kept on each IKOL rig."""
+    """The Refine panel's settings, kept on each IKOL rig.
+
+    Each is the engine's ``SolveOptions`` field of the same name, with its default.
+    """
 
     iterations: bpy.props.IntProperty(name="Iterations", min=0, max=100, default=5)
     smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=3.0, default=1.0)
@@ -296,10 +320,37 @@ class IKOLRefineSettings(bpy.types.PropertyGroup):
     head: bpy.props.FloatProperty(name="Head", min=0.0, max=10.0, default=1.0)
     twist_weight: bpy.props.FloatProperty(name="Twist confidence", min=0.0, max=10.0, default=1.0,
                                           description="Weight of the twist seen in hands, feet and head")
+    reprojection: bpy.props.FloatProperty(
+        name="Image keypoints", min=0.0, max=20.0, default=2.0,
+        description="Weight of the keypoints' pixels in the video against their 3D positions: higher keeps the "
+                    "rig on the filmed person; 0 uses the 3D keypoints only")
+    foot_lock: bpy.props.FloatProperty(
+        name="Foot lock", min=0.0, max=1000.0, soft_max=300.0, default=100.0,
+        description="How firmly a heel or toe resting on the floor is held where it rests, against foot "
+                    "sliding; 0 leaves the feet free")
+    contact_speed: bpy.props.FloatProperty(
+        name="Contact speed", min=0.0, max=10.0, soft_max=2.0, default=0.35, step=1, precision=2,
+        description="Metres per second: a heel or toe moving slower than this (and lower than Contact height) "
+                    "starts resting on the floor")
+    contact_image_speed: bpy.props.FloatProperty(
+        name="Contact image speed", min=0.0, max=10.0, soft_max=1.0, default=0.12, step=1, precision=2,
+        description="Body heights per second in the video: a heel or toe moving slower than this in the "
+                    "picture starts resting")
+    contact_height: bpy.props.FloatProperty(
+        name="Contact height", min=0.0, max=1.0, soft_max=0.3, default=0.05, step=1, precision=3,
+        description="Metres above the floor: a heel or toe higher than this never rests")
+    keep_contacts: bpy.props.BoolProperty(
+        name="Use edited contacts", default=False,
+        description="Hold the feet where the rig's contact curves (its ikol_contact_* properties, edited in the "
+                    "Graph Editor or Dope Sheet) say they rest, instead of detecting the contacts again")
 
-    def solve_options(self, device: str) -> dict[str, float | int | str]:
+    def solve_options(self, device: str) -> dict[str, float | int | str | bool]:
+        """The engine's refine ``solve`` request: every setting of the panel, and ``device``."""
         return {"iterations": self.iterations, "smoothing": self.smoothing, "torso": self.torso, "arms": self.arms,
-                "legs": self.legs, "head": self.head, "twist_weight": self.twist_weight, "device": device}
+                "legs": self.legs, "head": self.head, "twist_weight": self.twist_weight,
+                "reprojection": self.reprojection, "foot_lock": self.foot_lock, "contact_speed": self.contact_speed,
+                "contact_image_speed": self.contact_image_speed, "contact_height": self.contact_height,
+                "keep_contacts": self.keep_contacts, "device": device}
 
 
 class IKOLPerson(bpy.types.PropertyGroup):

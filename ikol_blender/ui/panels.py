@@ -82,6 +82,14 @@ class IKOL_PT_refine(_Sidebar, bpy.types.Panel):
         for name in ("torso", "arms", "legs", "head"):
             column.prop(settings, name)
         layout.prop(settings, "twist_weight")
+        layout.label(text="Camera and feet")
+        layout.prop(settings, "reprojection")
+        layout.prop(settings, "foot_lock")
+        column = layout.column(align=True)
+        column.active = not settings.keep_contacts  # the thresholds only detect contacts, which edited ones replace
+        for name in ("contact_speed", "contact_image_speed", "contact_height"):
+            column.prop(settings, name)
+        layout.prop(settings, "keep_contacts")
         if not _progress(layout, "refine"):
             layout.operator(IKOL_OT_refine.bl_idname, icon="MOD_ARMATURE")
         if MEAN_RESIDUAL_PROPERTY in armature:

@@ -174,18 +174,38 @@ class RefineTask(_Task):
 
     The re-solved motion goes to a new file beside the old, so undoing the refine (which
     restores the keys and the rig's pointer to its file) finds the old file intact.
+
+    Attributes:
+        source: the file to refine instead of the rig's own: a copy of it with the
+            animator's contacts, which only the engine reads; it is deleted once the job
+            is over (or could not be sent). None refines the rig's file.
     """
 
     armature_name: str = ""
     output: Path = Path()
     solve: dict[str, Any] = field(default_factory=dict)
     body: str | None = None
+    source: Path | None = None
     label: str = "Refine"
 
     def start(self) -> None:
-        source = bpy.data.objects[self.armature_name][MOTION_PROPERTY]
-        self.job = self.session.submit("refine", motion=source, output=str(self.output), solve=self.solve,
-                                       body=self.body)
+        source = self.source if self.source is not None else bpy.data.objects[self.armature_name][MOTION_PROPERTY]
+        try:
+            self.job = self.session.submit("refine", motion=str(source), output=str(self.output),
+                                           solve=self.solve, body=self.body)
+        except BaseException:
+            self._remove_source()
+            raise
+
+    def tick(self, context: bpy.types.Context) -> Outcome | None:
+        outcome = super().tick(context)
+        if outcome is not None:
+            self._remove_source()
+        return outcome
+
+    def _remove_source(self) -> None:
+        if self.source is not None:
+            Path(self.source).unlink(missing_ok=True)
 
     def apply(self, context: bpy.types.Context, result: dict[str, Any]) -> Outcome:
         armature = bpy.data.objects.get(self.armature_name)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .world_terms import PinholeCamera
+
 
 @dataclass(frozen=True)
 class ContactThresholds:
@@ -66,7 +68,7 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def detect_contacts(feet: np.ndarray, fps: float, *, pixels: np.ndarray | None = None,
                     body_height_px: np.ndarray | None = None, floor: tuple[np.ndarray, float] | None = None,
-                    clearance: np.ndarray | None = None,
+                    clearance: np.ndarray | None = None, floor_frames: np.ndarray | None = None,
                     thresholds: ContactThresholds = ContactThresholds()) -> np.ndarray:
     """Per-frame contacts of each heel and toe.
 
@@ -80,6 +82,8 @@ def detect_contacts(feet: np.ndarray, fps: float, *, pixels: np.ndarray | None =
             None (no height evidence).
         clearance: (4,) or (T, 4) resting height of each point above the floor
             (:func:`.world_terms.foot_clearance`); default 0.
+        floor_frames: (T,) bool, the frames the floor is under the person (default all);
+            elsewhere (on something lower) speeds alone decide.
     Returns:
         (T, 4) bool.
     Raises:
@@ -109,7 +113,10 @@ def detect_contacts(feet: np.ndarray, fps: float, *, pixels: np.ndarray | None =
         normal = np.asarray(floor[0], dtype=np.float64)
         normal = normal / np.linalg.norm(normal)
         rest = np.zeros(4) if clearance is None else np.asarray(clearance, dtype=np.float64)
-        evidence.append((feet @ normal - float(floor[1]) - rest, thresholds.height))
+        height = feet @ normal - float(floor[1]) - rest
+        if floor_frames is not None:
+            height = np.where(np.asarray(floor_frames, dtype=bool)[:, None], height, 0.0)
+        evidence.append((height, thresholds.height))
     start = np.logical_and.reduce([value <= limit for value, limit in evidence])
     keep = np.logical_and.reduce([value <= limit * thresholds.keep for value, limit in evidence])
 
@@ -129,12 +136,24 @@ def detect_contacts(feet: np.ndarray, fps: float, *, pixels: np.ndarray | None =
 
 
 def contact_targets(feet: np.ndarray, contacts: np.ndarray, *, floor: tuple[np.ndarray, float] | None = None,
-                    clearance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    clearance: np.ndarray | None = None, floor_frames: np.ndarray | None = None,
+                    pixels: np.ndarray | None = None,
+                    camera: PinholeCamera | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where each contact holds its foot point: the mean over the contact, on the floor if given.
+
+    With the points' pixels and the camera, the image decides where across the view the
+    contact is (a regressor's pixels are far better than its depth): the point goes on
+    the viewing ray of its mean pixel at the contact's mean depth, then onto the floor.
+    (Not where the ray meets the floor: a camera looks along the floor at a grazing
+    angle, so a centimetre of error in the floor's height moves that point by several.)
 
     Args:
         feet: (T, 4, 3) world positions of the foot keypoints; contacts: (T, 4) bool.
-        floor: (normal (3,), height), or None; clearance: (4,) resting heights above it.
+        floor: (normal (3,), height), or None; clearance: (4,) resting heights above it;
+            floor_frames: (T,) bool, the frames the floor is under the person (default
+            all): a contact with a frame elsewhere stays off the floor.
+        pixels: (T, 4, 2) the points in the image, with ``camera`` (``feet`` then in its
+            frame: :mod:`.world_terms`).
     Returns:
         targets: (T, 4, 3), the contact's position in each of its frames (0 elsewhere);
         confidence: (T, 4), 1 in contact, else 0: ``solve``'s ``foot_lock`` and
@@ -144,6 +163,8 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, *, floor: tuple[np.n
     contacts = np.asarray(contacts, dtype=bool)
     if feet.ndim != 3 or feet.shape[1:] != (4, 3) or contacts.shape != feet.shape[:2]:
         raise ValueError(f"feet must be (T, 4, 3) and contacts (T, 4), got {feet.shape} and {contacts.shape}")
+    if (pixels is None) != (camera is None):
+        raise ValueError("pixels and camera come together")
     targets = np.zeros_like(feet)
     if floor is not None:
         normal = np.asarray(floor[0], dtype=np.float64)
@@ -152,7 +173,15 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, *, floor: tuple[np.n
     for point in range(4):
         for begin, end in runs(contacts[:, point]):
             centre = feet[begin:end, point].mean(0)
-            if floor is not None:
+            on_floor = floor is not None and (floor_frames is None or np.all(floor_frames[begin:end]))
+            if camera is not None:
+                centre = _viewing_ray(pixels[begin:end, point].mean(0), camera) * -centre[2]
+            if on_floor:
                 centre = centre - (centre @ normal - float(floor[1]) - rest[point]) * normal
             targets[begin:end, point] = centre
     return targets, contacts.astype(np.float64)
+
+
+def _viewing_ray(pixel: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(3,) the direction through a pixel, camera frame, scaled to z = -1."""
+    return np.array([(pixel[0] - camera.cx) / camera.focal_px, -(pixel[1] - camera.cy) / camera.focal_px, -1.0])

@@ -77,7 +77,9 @@ def solve(
     foot_lock_weight: float = 10.0,
     floor: tuple[Any, float] | None = None,
     floor_weight: float = 100.0,
+    floor_confidence: Any = None,
     metric_depth: bool = True,
+    placement: Any = None,
 ) -> IKResult:
     """Solves SMPL local rotations and root translation for 3D keypoint targets.
 
@@ -135,7 +137,14 @@ def solve(
             benchmarks/results/reprojection.md).
         floor: (normal (3,), height): the plane ``normal . p = height`` (world frame,
             normal pointing up) that no foot keypoint may go below (the heels by their
-            rest height above the toes); floor_weight: the one-sided penalty's weight.
+            rest height above the toes); floor_weight: the one-sided penalty's weight;
+            floor_confidence: (B,) its weight per frame (default 1; 0: no floor under
+            that frame, e.g. one where the person stands on something lower).
+        placement: (B, 3) where ``targets`` sit in the world the world terms see
+            (``targets + placement``), e.g. a temporally smoothed pinhole fit; default:
+            with pixels and ``metric_depth``, the robust pinhole fit of each frame's
+            targets to their pixels; otherwise the targets are there already. Ignored
+            with ``metric_depth=False``.
     Raises:
         ValueError: wrong shapes, NaN targets that are not ignored, frames with no
             confident keypoint, an unknown or unavailable device, bad settings.
@@ -158,13 +167,20 @@ def solve(
         if not torch.isfinite(reference).all():
             raise ValueError("reference contains NaN or infinite values")
     world = offset = None
+    if placement is not None:
+        placement = as_tensor("placement", placement, (batch, 3), dtype, compute)
+        if not torch.isfinite(placement).all():
+            raise ValueError("placement contains NaN or infinite values")
     if pixels is not None or foot_lock is not None or floor is not None:
         world = _world_terms(pixels, pixel_confidence, confidence, camera, pixel_weight, pixel_huber, foot_lock,
-                             foot_lock_confidence, foot_lock_weight, floor, floor_weight, body, betas, batch, dtype,
-                             compute)
+                             foot_lock_confidence, foot_lock_weight, floor, floor_weight, floor_confidence, body,
+                             betas, batch, dtype, compute, placed=placement is not None and metric_depth)
         if world.camera is not None:
             targets, translation, offset, world = _place_in_camera(world, targets, confidence, rotations, translation,
-                                                                   offsets, tree, metric_depth, pixel_huber)
+                                                                   offsets, tree, metric_depth, pixel_huber, placement)
+            placement = None
+    if placement is not None:
+        targets, translation = _moved(targets, confidence, placement), translation + placement
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
                       prior_weight=prior_weight, damping=damping, tree=tree,
@@ -228,29 +244,37 @@ def _start_pose(init: Any, targets: torch.Tensor, confidence: torch.Tensor, offs
     return rotations, (weight[..., None] * (targets - positions)).sum(1)
 
 
+def _moved(targets: torch.Tensor, confidence: torch.Tensor, placement: torch.Tensor) -> torch.Tensor:
+    """(B, 29, 3) targets moved by (B, 3) ``placement``; unseen ones stay where they are (zeros)."""
+    return torch.where(confidence[..., None] > 0, targets + placement[:, None], targets)
+
+
 def _place_in_camera(world: WorldTerms, targets: torch.Tensor, confidence: torch.Tensor, rotations: torch.Tensor,
                      translation: torch.Tensor, offsets: torch.Tensor, tree: KinematicTree, metric_depth: bool,
-                     pixel_huber: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, WorldTerms]:
+                     pixel_huber: float, placement: torch.Tensor | None,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, WorldTerms]:
     """Puts the start pose in the camera's frame (see ``metric_depth`` in :func:`solve`).
 
     Args:
         targets: (B, 29, 3); confidence: (B, 29); rotations: (B, 24, 3, 3) and
-            translation: (B, 3) the start pose; offsets: (B, 29, 3).
+            translation: (B, 3) the start pose; offsets: (B, 29, 3); placement: (B, 3)
+            or None (the robust pinhole fit).
     Returns:
         The targets (moved into the camera with metric depth), the translation there, the
         keypoint term's free offset (B, 3) (None with metric depth), and ``world`` with the
         body's depth set.
     """
     batch, offset = targets.shape[0], None
-    if metric_depth:
+    if metric_depth and placement is not None:
+        targets, translation = _moved(targets, confidence, placement), translation + placement
+    elif metric_depth:
         both = world.pixel_weights * (confidence > 0).to(targets.dtype)
         few = (both > 0).sum(-1) < 2
         if few.any():
             raise ValueError(f"frames {frames_where(few)} have fewer than 2 keypoints seen in 3D and in the "
                              "image: their targets cannot be placed in the camera")
         place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
-        targets = torch.where(confidence[..., None] > 0, targets + place[:, None], targets)
-        translation = translation + place
+        targets, translation = _moved(targets, confidence, place), translation + place
     else:
         # The metric term keeps where it put the body; the pixels place it in the camera.
         offset = translation
@@ -282,9 +306,13 @@ def _iterate(problem: Problem, rotations: torch.Tensor, translation: torch.Tenso
 
 def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, camera: PinholeCamera | None,
                  pixel_weight: float, pixel_huber: float, foot_lock: Any, foot_lock_confidence: Any,
-                 foot_lock_weight: float, floor: tuple[Any, float] | None, floor_weight: float, body: BodyModel,
-                 betas: torch.Tensor, batch: int, dtype: torch.dtype, device: torch.device) -> WorldTerms:
-    """Checks the pixel, foot-lock and floor arguments; -> the terms (depth still unset)."""
+                 foot_lock_weight: float, floor: tuple[Any, float] | None, floor_weight: float,
+                 floor_confidence: Any, body: BodyModel,
+                 betas: torch.Tensor, batch: int, dtype: torch.dtype, device: torch.device, placed: bool) -> WorldTerms:
+    """Checks the pixel, foot-lock and floor arguments; -> the terms (depth still unset).
+
+    ``placed``: the targets come placed in the camera, so a frame needs no pixels to be.
+    """
     for name, value in (("pixel_weight", pixel_weight), ("pixel_huber", pixel_huber),
                         ("foot_lock_weight", foot_lock_weight), ("floor_weight", floor_weight)):
         if not value >= 0:
@@ -306,7 +334,7 @@ def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, c
             raise ValueError(f"pixels contain NaN or infinite values at keypoints with confidence > 0 "
                              f"(frames {frames_where(bad.any(-1))})")
         few = (weights > 0).sum(-1) < 2
-        if few.any():
+        if few.any() and not placed:
             raise ValueError(f"frames {frames_where(few)} have fewer than 2 pixels with confidence > 0: "
                              "the camera cannot place them")
         pixels = torch.where(weights[..., None] > 0, pixels, torch.zeros_like(pixels))
@@ -329,8 +357,12 @@ def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, c
         normal = as_tensor("floor normal", floor[0], (3,), dtype, device)
         if not (torch.isfinite(normal).all() and normal.norm() > 0 and math.isfinite(floor[1])):
             raise ValueError("floor must be (a non-zero finite normal (3,), a finite height)")
-        terms.update(floor_normal=normal / normal.norm(), floor_height=float(floor[1]), floor_weight=floor_weight,
-                     floor_clearance=foot_clearance(body.rest_keypoints(betas)))
+        frames = (torch.ones(batch, dtype=dtype, device=device) if floor_confidence is None
+                  else as_tensor("floor_confidence", floor_confidence, (batch,), dtype, device))
+        if not torch.isfinite(frames).all() or (frames < 0).any():
+            raise ValueError("floor_confidence must be finite and >= 0")
+        terms.update(floor_normal=normal / normal.norm(), floor_height=float(floor[1]),
+                     floor_weights=floor_weight * frames, floor_clearance=foot_clearance(body.rest_keypoints(betas)))
     return WorldTerms(**terms)
 
 

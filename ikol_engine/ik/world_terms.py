@@ -65,7 +65,8 @@ class WorldTerms:
             huber_px: Huber threshold in pixels (inf: plain least squares).
         lock_targets: (B, 4, 3) contact positions of FOOT_KEYPOINTS; lock_weights: (B, 4).
         floor_normal: (3,) unit, up; floor_height: metres; floor_clearance: (B, 4) height
-            of each foot keypoint above the floor when it rests; floor_weight: 0 = no floor.
+            of each foot keypoint above the floor when it rests; floor_weights: (B,)
+            weight times confidence (0: the frame has no floor), None: no floor.
     """
 
     camera: PinholeCamera | None = None
@@ -78,7 +79,7 @@ class WorldTerms:
     floor_normal: torch.Tensor | None = None
     floor_height: float = 0.0
     floor_clearance: torch.Tensor | None = None
-    floor_weight: float = 0.0
+    floor_weights: torch.Tensor | None = None
 
 
 def foot_clearance(rest_keypoints: torch.Tensor) -> torch.Tensor:
@@ -199,13 +200,13 @@ def foot_information(positions: torch.Tensor, terms: WorldTerms) -> tuple[torch.
         information = information + w[..., None, None] * eye
         gradient = gradient + w[..., None] * residual
         cost = cost + (w * residual.square().sum(-1)).sum(-1)
-    if terms.floor_weight > 0:
-        n = terms.floor_normal
+    if terms.floor_weights is not None:
+        n, w = terms.floor_normal, terms.floor_weights[:, None]
         below = (positions @ n - terms.floor_height - terms.floor_clearance).clamp(max=0)
         active = (below < 0).to(positions.dtype)
-        information = information + terms.floor_weight * active[..., None, None] * (n[:, None] * n[None, :])
-        gradient = gradient + terms.floor_weight * below[..., None] * n
-        cost = cost + terms.floor_weight * below.square().sum(-1)
+        information = information + (w * active)[..., None, None] * (n[:, None] * n[None, :])
+        gradient = gradient + (w * below)[..., None] * n
+        cost = cost + (w * below.square()).sum(-1)
     return information, gradient, cost
 
 
@@ -221,7 +222,7 @@ def world_information(positions: torch.Tensor, terms: WorldTerms) -> tuple[torch
     cost = positions.new_zeros(batch)
     if terms.camera is not None:
         information, gradient, cost = pixel_information(positions, terms)
-    if terms.lock_targets is not None or terms.floor_weight > 0:
+    if terms.lock_targets is not None or terms.floor_weights is not None:
         feet = list(FOOT_KEYPOINTS)
         foot_info, foot_gradient, foot_cost = foot_information(positions[:, feet], terms)
         information = information.index_add(1, torch.tensor(feet, device=positions.device), foot_info)

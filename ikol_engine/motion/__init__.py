@@ -2,7 +2,7 @@
 (:mod:`.file`, re-exported here). Numpy only: the Blender extension reads it."""
 from __future__ import annotations
 
-from .file import QUATERNION_TOLERANCE, SCHEMA_VERSION, Motion, MotionFileError, file_sha256, read_motion, write_motion
+from .file import CONTACT_NAMES, QUATERNION_TOLERANCE, SCHEMA_VERSION, Motion, MotionFileError, file_sha256, read_motion, write_motion
 
-__all__ = ["QUATERNION_TOLERANCE", "SCHEMA_VERSION", "Motion", "MotionFileError", "file_sha256", "read_motion",
+__all__ = ["CONTACT_NAMES", "QUATERNION_TOLERANCE", "SCHEMA_VERSION", "Motion", "MotionFileError", "file_sha256", "read_motion",
            "write_motion"]

@@ -69,7 +69,8 @@ engine since schema 2; a file without it (schema 1) has its frames at
 analyze since schema 3, which follows one chosen person; the run's ``options["person"]``
 then records whom: ``id`` (the person's id in ``ikol-engine people``), ``choice`` (the
 ``--person`` given), ``found`` (every id found), ``detected_frames`` and
-``detection_step``. The regressor's own twist and shape come only from regressors that
+``detection_step``. ``contacts`` is written by every engine since schema 4: the frames
+where each foot point rests on the floor, which the IK held in place. The regressor's own twist and shape come only from regressors that
 give them (HybrIK's network, whose keypoints are the 29 targets' set):
 
 ===========================  ==========  ========  ==========================================
@@ -84,6 +85,9 @@ regressor_betas              (10,)       float32   the regressor's SMPL shape fo
 person_boxes                 (T, 4)      float32   the followed person's box [x0, y0, x1, y1],
                                                    pixels (interpolated between the
                                                    detector's runs); NaN outside their track
+contacts                     (T, 4)      bool      the foot point rests (columns
+                                                   :data:`CONTACT_NAMES`: left heel, right
+                                                   heel, left toe, right toe)
 ===========================  ==========  ========  ==========================================
 
 The mesh makes a file self-contained: Blender builds the rig from it without the engine.
@@ -108,9 +112,11 @@ import numpy as np
 from .. import __version__
 from ..common.atomic_file import atomic_path
 
-#: 2 added ``frame_times``, 3 ``person_boxes``; older files still read (version 1's
-#: times are index / fps).
-SCHEMA_VERSION = 3
+#: 2 added ``frame_times``, 3 ``person_boxes``, 4 ``contacts``; older files still read
+#: (version 1's times are index / fps).
+SCHEMA_VERSION = 4
+#: Columns of ``contacts``: the foot points the IK locks (the ankles stand in for the heels).
+CONTACT_NAMES: tuple[str, ...] = ("L_Heel", "R_Heel", "L_Toe", "R_Toe")
 QUATERNION_TOLERANCE = 1e-3
 
 # Every array field: dtype and shape. Letters are sizes shared between arrays, fixed by
@@ -144,6 +150,7 @@ _OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
     "regressor_twist_confidence": (np.float32, ("T", 23)),
     "regressor_betas": (np.float32, (10,)),
     "person_boxes": (np.float32, ("T", 4)),
+    "contacts": (np.bool_, ("T", 4)),
 }
 _STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
 _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
@@ -195,6 +202,7 @@ class Motion:
     regressor_betas: np.ndarray | None = None
     frame_times: np.ndarray | None = None
     person_boxes: np.ndarray | None = None
+    contacts: np.ndarray | None = None
 
     @property
     def times(self) -> np.ndarray:

@@ -17,7 +17,9 @@ import numpy as np
 import roma
 import torch
 
+from .. import skeleton
 from ..body import BodyModel
+from ..observations import Observations, to_world_axes
 from ..ik.world_terms import FOOT_KEYPOINTS, PinholeCamera, foot_clearance
 from ..skeleton.kinematics import forward_kinematics, rest_offsets
 from .deepmimic import load_deepmimic
@@ -162,3 +164,13 @@ def foot_slide(feet: np.ndarray, contacts: np.ndarray, normal: np.ndarray) -> fl
     step = step - (step @ normal)[..., None] * normal
     both = contacts[1:] & contacts[:-1]
     return float(np.linalg.norm(step, axis=-1)[both].mean())
+
+
+def filmed_observations(clip: FilmedClip) -> Observations:
+    """The clip as a regressor with SMPL's 29 keypoints (HybrIK's layout) would report it:
+    metric keypoints about the hips in camera axes, their pixels, full confidence."""
+    frames = len(clip.targets)
+    return Observations(names=skeleton.KEYPOINT_NAMES, keypoints=to_world_axes(clip.targets),
+                        confidence=np.ones((frames, skeleton.NUM_KEYPOINTS)), image=clip.pixels,
+                        detected=np.ones(frames, dtype=bool), frame_indices=np.arange(frames), fps=clip.fps,
+                        image_size=(int(2 * clip.camera.cx), int(2 * clip.camera.cy)))

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_FOV_DEG = 60.0
+from ..ik.focal import estimate_focal
+from ..ik.world_terms import PinholeCamera
+
 #: The horizontal fields of view a pinhole camera is taken with, degrees.
 MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 170.0
+#: The fields of view an estimate searches: a long telephoto to a wide action camera.
+MIN_ESTIMATED_FOV_DEG, MAX_ESTIMATED_FOV_DEG = 15.0, 120.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Camera:
 
     width: int
     height: int
-    fov_deg: float = DEFAULT_FOV_DEG  # horizontal field of view
+    fov_deg: float  # horizontal field of view
 
     def __post_init__(self) -> None:
         if not MIN_FOV_DEG <= self.fov_deg <= MAX_FOV_DEG:
@@ -38,9 +42,18 @@ class Camera:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
 
+    @classmethod
+    def from_focal(cls, width: int, height: int, focal_px: float) -> "Camera":
+        return cls(width, height, math.degrees(2 * math.atan(0.5 * width / focal_px)))
+
     @property
     def focal_px(self) -> float:
         return 0.5 * self.width / math.tan(math.radians(self.fov_deg) / 2)
+
+    @property
+    def pinhole(self) -> PinholeCamera:
+        """The same camera for the IK's pixel term."""
+        return PinholeCamera.centred(self.focal_px, self.width, self.height)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """(..., 3) world points in front of the camera -> (..., 2) pixels."""
@@ -82,3 +95,39 @@ def fit_translation(points: np.ndarray, pixels: np.ndarray, confidence: np.ndarr
     translation = np.linalg.solve(normal, rhs[..., None])[..., 0]
     translation[~enough] = np.nan
     return translation
+
+
+# Frames the focal length is estimated from, spread over the clip: enough to see the
+# perspective of every pose, few enough to cost a fraction of a second.
+_FOCAL_FRAMES = 300
+
+
+def clip_camera(image_size: tuple[int, int], points: np.ndarray, pixels: np.ndarray, confidence: np.ndarray, *,
+                fov_deg: float | None, focal_mm: float | None, sensor_mm: float,
+                estimated_px: float | None = None) -> tuple[Camera, str]:
+    """The camera a clip is solved with, and where its focal length came from.
+
+    In order: the lens's focal length over the sensor's width ("focal_mm"); the field of
+    view given ("fov"); an earlier estimate for this clip (``estimated_px``, so a refine
+    keeps its camera); else estimated from the clip's perspective ("estimated",
+    :func:`~ikol_engine.ik.focal.estimate_focal`). The estimate is within 8 % on mocap
+    filmed with BlazePose-like errors (benchmarks/results/reprojection.md), but
+    BlazePose's own world landmarks show little perspective: on the Sports2D sample the
+    reprojection error falls steadily towards a telephoto (24 degrees against the 60 a
+    phone's camera has), so it is asked for, not the default.
+
+    Args:
+        points: (V, K, 3) metric keypoints about the person, y-up camera axes;
+            pixels: (V, K, 2); confidence: (V, K).
+    """
+    width, height = image_size
+    if focal_mm is not None:
+        return Camera.from_focal(width, height, focal_mm / sensor_mm * width), "focal_mm"
+    if fov_deg is not None:
+        return Camera(width, height, fov_deg), "fov"
+    if estimated_px is not None:
+        return Camera.from_focal(width, height, estimated_px), "estimated"
+    rows = np.unique(np.linspace(0, len(points) - 1, min(len(points), _FOCAL_FRAMES)).round().astype(int))
+    focal = estimate_focal(points[rows], pixels[rows], confidence[rows], image_size,
+                           fov_range_deg=(MIN_ESTIMATED_FOV_DEG, MAX_ESTIMATED_FOV_DEG))
+    return Camera.from_focal(width, height, focal), "estimated"

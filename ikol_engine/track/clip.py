@@ -9,8 +9,9 @@ which points pair up and which parts to check against the shoulders):
    parts judged against the shoulders frame by frame;
 3. dropouts up to ``max_gap_s`` interpolated (twist through its cosine and sine, so it
    never goes the long way round), longer ones held and reported;
-4. one-euro filtering, forward and backward (no lag), of the keypoints and the
-   unwrapped twist.
+4. one-euro filtering, forward and backward (no lag), of the keypoints, their pixels
+   (in metres at the person's distance: the filter's speed coefficient is per metre) and
+   the unwrapped twist.
 """
 from __future__ import annotations
 
@@ -61,9 +62,24 @@ def clean_clip(observed: Observations, layout: KeypointLayout, options: SolveOpt
     raw_points = points
     params = options.filter_params()
     if params is not None:
+        scale = _pixels_per_metre(points[valid], image[valid], confidence[valid])
         points = one_euro_forward_backward(points, observed.fps, params, valid)
+        image = one_euro_forward_backward(image / scale, observed.fps, params, valid) * scale
     twist, twist_confidence = _clean_twist(observed, max_gap, valid, options)
     return CleanClip(points, raw_points, confidence, image, twist, twist_confidence, valid, filled, held, swapped)
+
+
+def _pixels_per_metre(points: np.ndarray, image: np.ndarray, confidence: np.ndarray) -> float:
+    """The person's median size in the image over their metric size: (V, R, 3) points,
+    (V, R, 2) pixels, (V, R) confidence."""
+    seen = (confidence > 0)[..., None]
+
+    def span(values: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(np.where(seen, values, -np.inf).max(1) - np.where(seen, values, np.inf).min(1), axis=-1)
+
+    ratio = span(image) / span(points)
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return float(np.median(ratio)) if len(ratio) else 1.0
 
 
 def _repair_sides(observed: Observations,

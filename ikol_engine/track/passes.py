@@ -5,7 +5,8 @@ them and then again pulled towards the smoothed first pass; and one whose regres
 twist only through points off the bones (BlazePose's palms, feet and ears), where a
 keypoint-only pass seeds the twist estimate, then two passes with the estimated twists
 (the second round settles the wrists), the last also pulled towards the temporally
-smoothed previous solution.
+smoothed previous solution. The last pass (:func:`last_pass`) solves in the camera's
+world: with the image keypoints, the foot contacts and the floor (:mod:`.grounding`).
 """
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ class Solved:
     """The last pass over a clip's V frames, as numpy.
 
     Attributes:
-        rotations: (V, 24, 3, 3); translation: (V, 3) of the root from the IK (about the
-        hips); residual: (V,) metres; keypoints: (V, 29, 3) solved; twist and
-        twist_confidence: (V, 23), the twists the last pass was given.
+        rotations: (V, 24, 3, 3); translation: (V, 3) of the root from the IK (camera
+        frame); residual: (V,) metres; keypoints: (V, 29, 3) solved, camera frame; twist
+        and twist_confidence: (V, 23), the twists the last pass was given.
     """
 
     rotations: np.ndarray
@@ -57,10 +58,35 @@ class Solved:
     twist_confidence: np.ndarray
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The passes before the last one: where the last pass starts and what it is given.
+
+    Attributes:
+        targets: (V, 29, 3); confidence: (V, 29) weighted; twist, twist_confidence:
+            (V, 23) for the last pass; init: (V, 24, 3, 3) the previous pass's rotations;
+        reference: (V, 24, 3, 3) the temporal term's pull, or None (no smoothing);
+        keypoints: (V, 29, 3) the previous pass's keypoints, about the hips (numpy),
+            where the last pass's foot contacts are found;
+        shared: solve's settings for every pass (betas, body, device); stages: the
+            passes in all, for progress.
+    """
+
+    targets: torch.Tensor
+    confidence: torch.Tensor
+    twist: torch.Tensor
+    twist_confidence: torch.Tensor
+    init: torch.Tensor
+    reference: torch.Tensor | None
+    keypoints: np.ndarray
+    shared: dict[str, Any]
+    stages: int
+
+
 def passes_with_twist_angles(targets: np.ndarray, confidence: np.ndarray, twist: np.ndarray,
                              twist_confidence: np.ndarray, betas: torch.Tensor, options: SolveOptions,
-                             body: BodyModel, fps: float, report: Progress) -> Solved:
-    """IK with the regressor's twists, then again towards the smoothed first pass (if smoothing).
+                             body: BodyModel, fps: float, report: Progress) -> Prepared:
+    """IK with the regressor's twists; the last pass starts there, pulled towards its smoothed poses.
 
     Args:
         targets: (V, 29, 3) y-up metres; confidence: (V, 29) weighted; twist and
@@ -70,22 +96,18 @@ def passes_with_twist_angles(targets: np.ndarray, confidence: np.ndarray, twist:
     t, c = torch.from_numpy(targets).float(), torch.from_numpy(confidence).float()
     phi = torch.from_numpy(twist).float()
     phi_c = torch.from_numpy(twist_confidence * options.twist_weight).float()
-    shared = dict(betas=betas, body=body, device=options.device, iterations=options.iterations)
-    result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c}, **shared)
+    shared = dict(betas=betas, body=body, device=options.device)
+    result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c}, iterations=options.iterations, **shared)
     report("solve", 1, 2)
-    if options.smoothing > 0:
-        reference = smoothed_rotations(result.rotations, fps, options)
-        result = solve_in_chunks(t, c, {"twist": phi, "twist_confidence": phi_c, "init": result.rotations,
-                                        "reference": reference}, reference_weight=options.reference_weight, **shared)
-    report("solve", 2, 2)
-    return Solved(result.rotations.numpy(), result.translation.numpy(), result.residual.numpy(),
-                  result.keypoints.numpy(), twist, twist_confidence)
+    reference = smoothed_rotations(result.rotations, fps, options) if options.smoothing > 0 else None
+    return Prepared(t, c, phi, phi_c, result.rotations, reference, result.keypoints.numpy(), shared, 2)
 
 
 def passes_with_twist_sides(targets: np.ndarray, confidence: np.ndarray, observed: TwistSides,
                             betas: torch.Tensor, offsets: torch.Tensor, options: SolveOptions, body: BodyModel,
-                            fps: float, report: Progress) -> Solved:
-    """A keypoint-only seed, then two passes with twists estimated from the seen sides.
+                            fps: float, report: Progress) -> Prepared:
+    """A keypoint-only seed and a pass with twists estimated from the seen sides; the last
+    pass re-estimates them (which settles the wrists), pulled towards the smoothed poses.
 
     Args:
         targets: (V, 29, 3) y-up metres; confidence: (V, 29) weighted; observed: the
@@ -98,26 +120,43 @@ def passes_with_twist_sides(targets: np.ndarray, confidence: np.ndarray, observe
     rest_sides = torch.from_numpy(observed.rest_sides).float()
     carriers = torch.from_numpy(observed.carriers)
     shared = dict(betas=betas, body=body, device=options.device)
+    offsets_b = offsets.expand(len(t), -1, -1)
+
+    def twists(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
+        return torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES)), twist_confidence
+
     # The first two passes only seed the twist estimate: a couple of steps get them
     # close enough, and the last pass, warm-started, spends the full count.
     seeding = min(options.iterations, _SEED_ITERATIONS)
     pose = solve_in_chunks(t, c, {}, iterations=seeding, **shared).rotations
     report("solve", 1, 3)
-    offsets_b = offsets.expand(len(t), -1, -1)
-    reference = None
-    for round_ in range(2):
-        twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
-        twist = torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES))
-        if round_ == 1 and options.smoothing > 0:
-            reference = smoothed_rotations(pose, fps, options)
-        result = solve_in_chunks(
-            t, c, {"twist": twist, "twist_confidence": twist_confidence, "init": pose, "reference": reference},
-            reference_weight=options.reference_weight, iterations=seeding if round_ == 0 else options.iterations,
-            **shared)
-        pose = result.rotations
-        report("solve", 2 + round_, 3)
-    return Solved(pose.numpy(), result.translation.numpy(), result.residual.numpy(), result.keypoints.numpy(),
-                  twist.numpy(), twist_confidence.numpy())
+    twist, twist_confidence = twists(pose)
+    result = solve_in_chunks(t, c, {"twist": twist, "twist_confidence": twist_confidence, "init": pose},
+                             iterations=seeding, **shared)
+    report("solve", 2, 3)
+    twist, twist_confidence = twists(result.rotations)
+    reference = smoothed_rotations(result.rotations, fps, options) if options.smoothing > 0 else None
+    return Prepared(t, c, twist, twist_confidence, result.rotations, reference, result.keypoints.numpy(), shared, 3)
+
+
+def last_pass(prepared: Prepared, world: dict[str, torch.Tensor | None], world_settings: dict[str, Any],
+              options: SolveOptions, report: Progress) -> Solved:
+    """The last IK pass, in the camera's world (:mod:`.grounding`).
+
+    Args:
+        world: solve's frame-wise world arguments (placement, pixels, foot locks), (V, ...);
+        world_settings: its other world arguments (camera, weights, floor).
+    """
+    p = prepared
+    result = solve_in_chunks(p.targets, p.confidence,
+                             {"twist": p.twist, "twist_confidence": p.twist_confidence, "init": p.init,
+                              "reference": p.reference, **world},
+                             reference_weight=options.reference_weight, iterations=options.iterations,
+                             **p.shared, **world_settings)
+    report("solve", p.stages, p.stages)
+    return Solved(result.rotations.numpy(), result.translation.numpy(), result.residual.numpy(),
+                  result.keypoints.numpy(), p.twist.numpy(), p.twist_confidence.numpy())
 
 
 def solve_in_chunks(targets: torch.Tensor, confidence: torch.Tensor,

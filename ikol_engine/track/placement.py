@@ -1,4 +1,4 @@
-"""A solved clip placed in the scene: root motion from the pinhole fit, then the floor."""
+"""A solved clip placed in the scene: the camera's frame turned so that the floor is y = 0."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,11 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import Camera, fit_translation
-from .cleanup import fill_gaps
-from .filtering import one_euro_forward_backward
-from .ground import fit_ground
-from .options import SolveOptions
+from .ground import Ground
 
 
 @dataclass(frozen=True)
@@ -30,33 +26,15 @@ class Placed:
     floor: dict[str, Any] | None
 
 
-def place_in_scene(points: np.ndarray, pixels: np.ndarray, confidence: np.ndarray, feet: np.ndarray,
-                   rotations: np.ndarray, ik_translation: np.ndarray, local_keypoints: np.ndarray,
-                   targets: np.ndarray, pelvis_rest: np.ndarray, image_size: tuple[int, int], fps: float,
-                   options: SolveOptions) -> Placed:
-    """Root motion from the pinhole fit of metric keypoints to their pixels, then the floor.
+def place_in_scene(rotations: np.ndarray, translation: np.ndarray, keypoints: np.ndarray, targets: np.ndarray,
+                   ground: Ground | None, pelvis_rest: np.ndarray, level_floor: bool) -> Placed:
+    """Turns a clip solved in the camera's frame so that its floor is y = 0 (if found and asked).
 
     Args:
-        points: (V, R, 3) the regressor's metric keypoints (filtered, y-up, about the
-            hips); pixels: (V, R, 2); confidence: (V, R); feet: (V, F, 3) foot points in
-            the frame of ``points``.
-        rotations: (V, 24, 3, 3), ik_translation: (V, 3), local_keypoints and targets:
-            (V, 29, 3): the IK's solution and inputs about the hips; pelvis_rest: (3,).
+        rotations: (V, 24, 3, 3), translation: (V, 3), keypoints and targets: (V, 29, 3),
+            camera frame; ground: the floor there, or None; pelvis_rest: (3,).
     """
-    camera = Camera(*image_size, fov_deg=options.fov_deg)
-    offset = fit_translation(points, pixels, confidence, camera)
-    lost = ~np.isfinite(offset).all(-1)
-    if lost.any():  # too few confident pixels: carry the neighbours' placement
-        offset = fill_gaps(offset, ~lost, max_gap=len(offset))[0]
-    params = options.filter_params()
-    if params is not None:
-        # Depth from apparent size is the noisiest axis; smooth the placement like the pose.
-        offset = one_euro_forward_backward(offset, fps, params)
-    translation = ik_translation + offset
-    keypoints = local_keypoints + offset[:, None]
-    targets = targets + offset[:, None]
-    ground = fit_ground(feet + offset[:, None], np.ones(len(feet), dtype=bool), fps)
-    if ground is None or not options.level_floor:
+    if ground is None or not level_floor:
         return Placed(rotations, translation, keypoints, targets, None)
     turn, shift = ground.leveling()
     rotations = rotations.copy()

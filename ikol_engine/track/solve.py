@@ -11,8 +11,11 @@ regressor. Steps, in order:
    else fitted to the clip's median bone lengths;
 3. IK, batched over frames (:mod:`.passes`): with the regressor's twist angles, or with
    twists estimated from the directions its keypoints show off the bones;
-4. root translation in the camera frame and the floor (:mod:`.placement`), the scene
-   turned so that the floor is y = 0 (the motion file's world frame).
+4. the camera, the person's place in it, the floor and the foot contacts
+   (:mod:`.grounding`), and the last IK pass in the camera's frame with the keypoints'
+   pixels, the resting feet held and the floor;
+5. the scene turned so that the floor is y = 0 (:mod:`.placement`; the motion file's
+   world frame).
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ from .cleanup import gap_runs
 from .clip import CleanClip, clean_clip
 from .filtering import quaternion_continuity
 from .options import Progress, SolveOptions, TrackError
-from .passes import Solved, passes_with_twist_angles, passes_with_twist_sides
+from .grounding import ground_clip, grounding_terms
+from .passes import Prepared, last_pass, passes_with_twist_angles, passes_with_twist_sides
 from .placement import place_in_scene
 from .presence import person_frames
 
@@ -61,7 +65,8 @@ class Solution:
         motion and floor), and raw_targets: (T, 29, 3) the unfiltered targets in the same
         frame: the pair the benchmark's jitter compares;
         swapped: (T,) frames where some body part's sides were swapped back; held: (T,) frames in a
-        dropout too long to interpolate; info: what the run found (JSON-able).
+        dropout too long to interpolate; contacts: (T, 4) bool, the foot points at rest
+        (:data:`~ikol_engine.ik.world_terms.FOOT_KEYPOINTS`); info: what the run found (JSON-able).
     """
 
     rotations: np.ndarray
@@ -78,18 +83,23 @@ class Solution:
     raw_targets: np.ndarray
     swapped: np.ndarray
     held: np.ndarray
+    contacts: np.ndarray
     info: dict[str, Any]
 
 
 def solve_observations(observed: Observations, layout: KeypointLayout, options: SolveOptions = SolveOptions(),
                        body: BodyModel | None = None, progress: Progress | None = None,
-                       shape: np.ndarray | None = None) -> Solution:
+                       shape: np.ndarray | None = None, focal_px: float | None = None,
+                       contacts: np.ndarray | None = None) -> Solution:
     """Solves a clip's SMPL motion from its regressor's observations (see the module docstring).
 
     Args:
         layout: how to read the observations' keypoints (the regressor's).
         shape: (N,) betas to keep (refine keeps the clip's body: other IK settings must
             not change the rig's skeleton); None chooses them as in step 2.
+        focal_px: the clip's focal length estimated before, for options that give no
+            camera (a refine keeps it); contacts: (T, 4) bool foot contacts to keep
+            instead of detecting them.
     Raises:
         TrackError: keypoints that are not the layout's, no frame with a person, or
             weights that leave a frame with nothing to fit.
@@ -123,23 +133,28 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
         raise TrackError("the keypoint group weights and confidences leave frames with nothing to fit; "
                          "raise a weight above 0")
 
-    solved = _solve(clip, layout, targets, weighted, betas, options, body, observed.fps, report)
-    placed = place_in_scene(points, clip.image[valid], confidence, points[:, list(layout.foot_points)],
-                            solved.rotations, solved.translation, solved.keypoints, targets, rest[0],
-                            observed.image_size, observed.fps, options)
+    prepared = _solve(clip, layout, targets, weighted, betas, options, body, observed.fps, report)
+    grounding = ground_clip(prepared.keypoints, points, clip.image[valid], confidence, layout, rest,
+                            observed.image_size, observed.fps, options, focal_px,
+                            None if contacts is None else np.asarray(contacts, dtype=bool)[valid])
+    solved = last_pass(prepared, *grounding_terms(grounding, options), options, report)
+    placed = place_in_scene(solved.rotations, solved.translation, solved.keypoints,
+                            targets + grounding.placement[:, None], grounding.ground, rest[0], options.level_floor)
     info: dict[str, Any] = {"frames": len(valid), "detected": int(person.sum()), "rejected": rejected,
                             "valid": int(valid.sum()),
                             "interpolated": int(clip.filled.sum()), "held": int(clip.held.sum()),
                             "swapped": int(clip.swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
                             "floor": placed.floor, "keypoints": layout.name, "shape": shape_source,
-                            "shape_fit_mm": shape_fit}
+                            "shape_fit_mm": shape_fit, **grounding.info()}
     return Solution(
         rotations=valid_quaternions(placed.rotations, valid), translation=spread_valid(placed.translation, valid),
         valid=valid, residual_mm=spread_valid(solved.residual * 1000.0, valid), betas=betas.numpy(),
         targets=spread_valid(placed.targets, valid), target_confidence=spread_valid(target_confidence, valid),
         twist=spread_valid(solved.twist, valid), twist_confidence=spread_valid(solved.twist_confidence, valid),
-        keypoints=spread_valid(placed.keypoints, valid), local_keypoints=spread_valid(solved.keypoints, valid),
-        raw_targets=spread_valid(raw_targets, valid), swapped=clip.swapped, held=clip.held, info=info)
+        keypoints=spread_valid(placed.keypoints, valid),
+        local_keypoints=spread_valid(solved.keypoints - grounding.placement[:, None], valid),
+        raw_targets=spread_valid(raw_targets, valid), swapped=clip.swapped, held=clip.held,
+        contacts=spread_valid(grounding.contacts, valid, bool), info=info)
 
 
 def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout, body: BodyModel,
@@ -157,8 +172,9 @@ def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout,
 
 
 def _solve(clip: CleanClip, layout: KeypointLayout, targets: np.ndarray, weighted: np.ndarray, betas: torch.Tensor,
-           options: SolveOptions, body: BodyModel, fps: float, report: Progress) -> Solved:
-    """The IK passes over the valid frames: with twist angles, or with the twists the layout's sides show."""
+           options: SolveOptions, body: BodyModel, fps: float, report: Progress) -> Prepared:
+    """The IK passes before the last over the valid frames: with twist angles, or with the
+    twists the layout's sides show."""
     valid = clip.valid
     sides = layout.twist_sides(clip.points[valid], clip.confidence[valid])
     if sides is None:
@@ -178,8 +194,8 @@ def valid_quaternions(rotations: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def spread_valid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Rows for the valid frames -> all frames, zeros where invalid."""
-    out = np.zeros((len(valid), *values.shape[1:]), dtype=np.float32)
+def spread_valid(values: np.ndarray, valid: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Rows for the valid frames -> all frames, zeros (False) where invalid."""
+    out = np.zeros((len(valid), *values.shape[1:]), dtype=dtype)
     out[valid] = values
     return out

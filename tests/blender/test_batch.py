@@ -134,7 +134,7 @@ def test_blend_reopens_with_the_keyed_rig(batch_run, blank):
     frames = importer.blender_frames(motion)
     assert (scene.frame_start, scene.frame_end) == (frames[0], frames[-1])
     curves = fcurves(armature)
-    assert len(curves) == 4 * BONES + 3 + 1  # rotations, root location, residual
+    assert len(curves) == 4 * BONES + 3 + 1 + 4  # rotations, root location, residual, foot contacts
     for curve in curves:
         assert np.array_equal(keys(curve)[:, 0], valid_blender_frames(motion))
 
@@ -207,9 +207,19 @@ def test_bad_arguments_are_usage_errors(video, tmp_path, capsys):
     assert batch.main(["--help"]) == 0
 
 
+def test_camera_options_reach_the_engine() -> None:
+    args = batch.build_parser().parse_args(["clip.mp4", "-o", "out", "--fov", "auto", "--focal-mm", "28"])
+    options = engine_process.AnalyzeOptions(fov=args.fov, focal_mm=args.focal_mm)
+    options.check()
+    arguments = options.arguments()
+    assert arguments[arguments.index("--fov") + 1] == "auto"
+    assert arguments[arguments.index("--focal-mm") + 1] == "28.0"
+
+
 @pytest.mark.parametrize("arguments, message", [
-    (["--fov", "0"], "--fov must be between 1 and 170 degrees"),
-    (["--fov", "nan"], "--fov must be between 1 and 170 degrees"),
+    (["--fov", "0"], "--fov must be auto or between 1 and 170 degrees"),
+    (["--fov", "nan"], "--fov must be auto or between 1 and 170 degrees"),
+    (["--focal-mm", "-24"], "--focal-mm must be a focal length in mm > 0"),
     (["--fps", "5000"], "--fps must be between 1 and 1000"),
     (["--device", "bogus"], "unknown device 'bogus'"),
     (["--start", "2", "--end", "1"], "--start 2.0 must come before --end 1.0"),

@@ -119,6 +119,39 @@ def test_refine_rewrites_the_same_action_and_reports_residuals(session, imported
     assert refined.options["solve"]["fov_deg"] == read_motion(source).options["solve"]["fov_deg"]
 
 
+def test_contacts_edited_on_the_rig_are_the_ones_a_refine_holds(session, imported):
+    import bpy
+
+    from ikol_blender.scene.contacts import CONTACT_PROPERTIES, contact_data_path, edited_contacts, write_with_contacts
+    from ikol_blender.scene.importer import MOTION_PROPERTY, blender_frames
+    from ikol_blender.ui.tasks import RefineTask
+    from blender_curves import fcurves
+
+    name, _, _ = imported
+    armature = bpy.data.objects[name]
+    source = Path(armature[MOTION_PROPERTY])
+    motion = read_motion(source)
+    assert motion.contacts is not None and len(CONTACT_PROPERTIES) == motion.contacts.shape[1]
+    # The animator marks the left heel resting on its first ten posed frames, free after.
+    curve = next(c for c in fcurves(armature) if c.data_path == contact_data_path(CONTACT_PROPERTIES[0]))
+    for index, key in enumerate(curve.keyframe_points):
+        key.co[1] = 1.0 if index < 10 else 0.0
+    curve.update()
+    wanted = edited_contacts(armature, motion, blender_frames(motion))
+    posed = np.flatnonzero(motion.valid)
+    assert wanted[posed[:10], 0].all() and not wanted[posed[10:], 0].any()
+    output = source.with_name("edited_refined.npz")
+    copy = write_with_contacts(motion, wanted, output.with_name("edited_contacts.npz"))
+    task = RefineTask(session, armature_name=name, output=output, solve={"keep_contacts": True}, source=copy)
+    task.start()
+    outcome = run(task, bpy.context)
+    assert outcome.status == "FINISHED", outcome.message
+    refined = read_motion(output)
+    assert np.array_equal(refined.contacts, wanted) and not copy.exists()
+    keys = np.array([key.co[1] for key in curve.keyframe_points])
+    assert keys[:10].tolist() == [1.0] * 10 and not keys[10:].any()  # the rig shows what was held
+
+
 def test_cancel_mid_analysis_leaves_the_scene_and_disk_unchanged(session, tmp_path):
     import bpy
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from ikol_blender.scene.bone_space import AXIS_CHANGE
 from ikol_blender.scene.camera import video_camera
@@ -45,6 +46,38 @@ def test_camera_pose_without_floor_is_the_origin_looking_down_minus_y(clip):
     # The engine's camera looks down its -z, which is Blender's +y after the axis change.
     assert np.allclose(camera.matrix_world[:3, :3] @ [0.0, 0.0, -1.0], AXIS_CHANGE @ [0.0, 0.0, -1.0])
     assert video_camera(dataclasses.replace(clip.motion, options={})) is None
+
+
+def test_field_of_view_is_the_one_the_solve_used(clip):
+    def fov(solve_fov, camera):
+        result = {"floor": None} if camera is None else {"floor": None, "camera": camera}
+        options = {"image_size": [640, 480], "solve": {"fov_deg": solve_fov}, "result": result}
+        found = video_camera(dataclasses.replace(clip.motion, options=options))
+        return None if found is None else found.fov_deg
+
+    estimated = {"focal_px": 722.8, "fov_deg": 47.75, "source": "estimated"}
+    assert fov(None, estimated) == 47.75  # the engine chose it: the request was null
+    assert fov(60.0, dict(estimated, fov_deg=52.5, source="fov")) == 52.5  # the result wins over the request
+    assert fov(60.0, None) == 60.0  # a file from before result.camera
+    assert fov(None, None) is None
+    assert fov(60.0, {"focal_px": 722.8, "fov_deg": None, "source": "estimated"}) is None
+
+
+def test_imported_camera_has_the_estimated_field_of_view(blank, filmed, tmp_path):
+    import bpy
+
+    from ikol_blender.scene.importer import CAMERA_PROPERTY, import_motion
+    from ikol_engine.motion import write_motion
+
+    _, motion = filmed
+    options = dict(motion.options, solve={"fov_deg": None},
+                   result=dict(motion.options["result"], camera={"focal_px": 1820.0, "fov_deg": 51.8,
+                                                                 "source": "estimated"}))
+    path = write_motion(tmp_path / "estimated.npz", dataclasses.replace(motion, options=options))
+    armature = import_motion(blank, path)
+    data = bpy.data.objects[armature[CAMERA_PROPERTY]].data
+    assert data.sensor_fit == "HORIZONTAL"
+    assert np.degrees(data.angle) == pytest.approx(51.8, abs=1e-4)
 
 
 def test_existing_camera_is_kept_and_video_plays_behind_the_new_one(blank, filmed):

@@ -5,7 +5,7 @@ import numpy as np
 
 from ...observations import KeypointLayout, TwistSides
 from .landmarks import FOOT_LANDMARKS, LANDMARK_NAMES, LEFT_RIGHT_GROUPS, swapped_against_torso
-from .targets import blazepose_to_targets, blazepose_twist_observations
+from .targets import blazepose_image_targets, blazepose_to_targets, blazepose_twist_observations
 
 
 class BlazePoseLayout(KeypointLayout):
@@ -25,6 +25,9 @@ class BlazePoseLayout(KeypointLayout):
     def targets(self, points: np.ndarray, confidence: np.ndarray,
                 rest_keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return blazepose_to_targets(points, confidence, rest_keypoints)
+
+    def image_targets(self, pixels: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return blazepose_image_targets(pixels, confidence)
 
     def twist_sides(self, points: np.ndarray, confidence: np.ndarray) -> TwistSides:
         return blazepose_twist_observations(points, confidence)

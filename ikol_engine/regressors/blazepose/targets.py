@@ -68,9 +68,7 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
     Returns:
         targets: (T, 29, 3) metres, y-up; confidence: (T, 29), 0 for unobserved targets.
     """
-    frames = landmarks.shape[0]
-    targets = np.zeros((frames, skeleton.NUM_KEYPOINTS, 3), dtype=np.float32)
-    confidence = np.zeros((frames, skeleton.NUM_KEYPOINTS), dtype=np.float32)
+    targets, confidence = _seen_points(landmarks, visibility)
     vis = np.clip(visibility, 0.0, 1.0)
 
     def put(name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
@@ -79,12 +77,6 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
 
     def at(name: str) -> np.ndarray:
         return landmarks[:, _L[name]]
-
-    for target, (landmark, weight) in _DIRECT.items():
-        put(target, at(landmark), weight, [landmark])
-    for side in ("left", "right"):
-        put(f"{side[0].upper()}_Hand", (at(f"{side}_index") + at(f"{side}_pinky")) / 2, _HAND_WEIGHT,
-            [f"{side}_index", f"{side}_pinky", f"{side}_wrist"])
 
     torso_landmarks = ["left_hip", "right_hip", "left_shoulder", "right_shoulder"]
     origin, frame, scale = _torso_frame(at("left_hip"), at("right_hip"), at("left_shoulder"), at("right_shoulder"))
@@ -100,9 +92,55 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
     up = _unit(face_up - (face_up * ears).sum(-1, keepdims=True) * ears)
     head_height = np.linalg.norm(rest_keypoints[_K["Head_Top"]] - rest_keypoints[_K["Head"]])
     face = ["left_ear", "right_ear", "left_eye", "right_eye", "mouth_left", "mouth_right"]
-    put("Head", ear_mid, _HEAD_WEIGHT, ["left_ear", "right_ear"])
     put("Head_Top", ear_mid + head_height * up, _HEAD_TOP_WEIGHT, face)
+    return _drop_bad(targets, confidence)
 
+
+def blazepose_image_targets(image: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The IK targets BlazePose shows in the image: the limbs' joints, hands, toes and head.
+
+    The torso joints and the head's top are placed from 3D (the torso's frame, the
+    face's up), so they have no pixels of their own.
+
+    Args:
+        image: (T, 33, 2) landmark pixels; visibility: (T, 33).
+    Returns:
+        pixels: (T, 29, 2); confidence: (T, 29), 0 where no landmark shows the target.
+    """
+    return _drop_bad(*_seen_points(image, visibility))
+
+
+def _seen_points(points: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The targets that are landmarks or means of landmarks, in 3D or in the image.
+
+    Args:
+        points: (T, 33, D) landmarks; visibility: (T, 33).
+    Returns:
+        (T, 29, D) float32 and their confidence (T, 29), 0 for the other targets.
+    """
+    frames, dim = points.shape[0], points.shape[-1]
+    targets = np.zeros((frames, skeleton.NUM_KEYPOINTS, dim), dtype=np.float32)
+    confidence = np.zeros((frames, skeleton.NUM_KEYPOINTS), dtype=np.float32)
+    vis = np.clip(visibility, 0.0, 1.0)
+
+    def put(name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
+        targets[:, _K[name]] = point
+        confidence[:, _K[name]] = weight * vis[:, [_L[u] for u in used]].min(axis=1)
+
+    def at(name: str) -> np.ndarray:
+        return points[:, _L[name]]
+
+    for target, (landmark, weight) in _DIRECT.items():
+        put(target, at(landmark), weight, [landmark])
+    for side in ("left", "right"):
+        put(f"{side[0].upper()}_Hand", (at(f"{side}_index") + at(f"{side}_pinky")) / 2, _HAND_WEIGHT,
+            [f"{side}_index", f"{side}_pinky", f"{side}_wrist"])
+    put("Head", (at("left_ear") + at("right_ear")) / 2, _HEAD_WEIGHT, ["left_ear", "right_ear"])
+    return targets, confidence
+
+
+def _drop_bad(targets: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-finite targets -> zero, with zero confidence."""
     bad = ~np.isfinite(targets).all(-1)
     targets[bad] = 0.0
     confidence[bad] = 0.0

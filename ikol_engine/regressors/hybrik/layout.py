@@ -31,5 +31,8 @@ class HybrIKLayout(KeypointLayout):
                 rest_keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return points.astype(np.float32), confidence.astype(np.float32)
 
+    def image_targets(self, pixels: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pixels.astype(np.float32), confidence.astype(np.float32)
+
 
 HYBRIK_LAYOUT = HybrIKLayout()

@@ -4,7 +4,8 @@ Times each stage alone (decode; finding and tracking everyone; BlazePose on the 
 person; everything after it), the whole ``analyze`` run (one person, the default, which
 finds the people on the frames it decodes for BlazePose: median of ANALYZE_RUNS) and
 ``--person all`` (every person: its time per person against the one-person run), and
-measures jitter (mean joint acceleration) of the raw keypoints against the final motion,
+measures jitter (mean joint acceleration) of the raw keypoints against the final motion
+(about the person's placement in the camera, and in the scene),
 and ``refine`` of a 1,000-frame motion file (the sample's, played back and forth).
 Writes benchmarks/results/pipeline.json and pipeline.md.
 
@@ -98,6 +99,8 @@ def main() -> None:
     fps = track.fps
     raw = jitter(solution.raw_targets[:, :24], fps, solution.valid)
     final = jitter(solution.local_keypoints[:, :24], fps, solution.valid)
+    # What an animator sees: the joints in the scene, root motion included.
+    world = jitter(solution.keypoints[:, :24], fps, solution.valid)
     stages = {
         "decode": frames / decode_s,
         "people: detect and track (with decode)": frames / people_s,
@@ -116,7 +119,7 @@ def main() -> None:
         "people": {"found": len(scan.tracks), "detection_step": scan.step, "ms_per_frame": 1000 * people_s / frames,
                    "all_s": all_s, "one_person_s": total_s, "all_over_one": all_s / total_s,
                    "people_solved": len(written)},
-        "jitter_m_per_s2": {"raw_keypoints": raw, "final_motion": final},
+        "jitter_m_per_s2": {"raw_keypoints": raw, "final_motion": final, "final_motion_in_the_scene": world},
         "refine_s": {"frames": REFINE_FRAMES, "runs": refine_s, "median": float(np.median(refine_s)),
                      "max": max(refine_s)},
         "person_frames": int(track.detected.sum()), "mean_residual_mm": float(np.mean(
@@ -124,7 +127,8 @@ def main() -> None:
     }
     for name, value in stages.items():
         print(f"{name:>30}: {value:8.1f} frames/s")
-    print(f"IK share of the whole run: {100 * solve_s / total_s:.1f}%; jitter raw {raw:.2f} -> final {final:.2f} m/s^2")
+    print(f"IK share of the whole run: {100 * solve_s / total_s:.1f}%; jitter raw {raw:.2f} -> final {final:.2f} m/s^2 "
+          f"({world:.2f} in the scene)")
     print(f"people: {len(scan.tracks)} found, detector every {scan.step} frames, {1000 * people_s / frames:.1f} ms a "
           f"frame; --person all {all_s:.1f} s for {len(written)} vs {total_s:.1f} s for one")
     print(f"refine of {REFINE_FRAMES} frames: median {np.median(refine_s):.2f} s, slowest {max(refine_s):.2f} s "
@@ -143,7 +147,8 @@ def main() -> None:
               f"{1000 * people_s / frames:.1f} ms a frame, decode included. `--person all` ({len(written)} people "
               f"solved): {all_s:.1f} s against {total_s:.1f} s for one person ({all_s / total_s:.2f}x)."]
     lines += ["", f"IK and everything after the regressor: {100 * solve_s / total_s:.1f}% of the whole run. "
-              f"Jitter (mean joint acceleration): raw keypoints {raw:.2f} m/s^2, final motion {final:.2f} m/s^2. "
+              f"Jitter (mean joint acceleration): raw keypoints {raw:.2f} m/s^2, final motion {final:.2f} m/s^2 "
+              f"(about the person's placement; in the scene, root motion included, {world:.2f}). "
               f"Person in {result['person_frames']} of {frames} frames; mean IK residual "
               f"{result['mean_residual_mm']:.1f} mm.", "",
               f"`refine` of a {REFINE_FRAMES}-frame motion file (read, solve, write): median "

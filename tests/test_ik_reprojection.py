@@ -205,3 +205,33 @@ def test_bad_pixel_inputs(clip):
         solve(targets, confidence, pixels=pixels, pixel_confidence=few, camera=clip.camera, device="cpu")
     with pytest.raises(ValueError, match="NaN"):
         solve(targets, confidence, pixels=torch.full_like(pixels, float("nan")), camera=clip.camera, device="cpu")
+
+
+def test_a_placement_places_frames_the_pixels_cannot(clip):
+    frames = 6
+    targets = torch.from_numpy(clip.targets[:frames]).float()
+    pixels = torch.from_numpy(clip.pixels[:frames]).float()
+    confidence = torch.ones(frames, 29)
+    few = confidence.clone()
+    few[0, 1:] = 0  # frame 0 shows one pixel: too few to place it from the image
+    with pytest.raises(ValueError, match="fewer than 2 pixels"):
+        solve(targets, confidence, pixels=pixels, pixel_confidence=few, camera=clip.camera, device="cpu")
+    pelvis = torch.from_numpy(clip.keypoints[:frames, 0]).float()
+    placed = solve(targets, confidence, pixels=pixels, pixel_confidence=few, camera=clip.camera,
+                   placement=pelvis, device="cpu")
+    # The targets (about their own pelvis) placed at the true one keep the body there,
+    # within the regressed keypoints' errors.
+    assert (placed.keypoints[:, 0] - pelvis).norm(dim=-1).max() < 0.1
+
+
+def test_floor_confidence_drops_the_floor_in_its_frames(clip):
+    frames = 4
+    targets = torch.from_numpy(clip.targets[:frames]).float() + torch.tensor([0.0, -0.3, 0.0])
+    confidence = torch.ones(frames, 29)
+    # A floor 30 cm above the feet: frames that have it lift them, frames that don't leave them.
+    floor = (torch.tensor([0.0, 1.0, 0.0]), float(targets[:, FEET, 1].min() + 0.3))
+    with_floor = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    result = solve(targets, confidence, floor=floor, floor_confidence=with_floor, floor_weight=1000.0, device="cpu")
+    lowest = result.keypoints[:, FEET, 1].min(1).values
+    free = solve(targets, confidence, device="cpu").keypoints[:, FEET, 1].min(1).values
+    assert (lowest[:2] - free[:2] > 0.1).all() and (lowest[2:] - free[2:]).abs().max() < 1e-3

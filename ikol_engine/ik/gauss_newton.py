@@ -116,13 +116,18 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     else:
         seen = positions + (offset - translation)[:, None] if p.has_offset else positions
         residual = seen - p.targets
-        metric = keypoint_normal_equations(seen, residual, p.weights, p.tree, p.layout)
         information, world_gradient, world_cost = world_information(positions, p.world)
-        world = world_normal_equations(positions, information, world_gradient, p.tree, p.layout)
         if p.has_offset:
+            metric = keypoint_normal_equations(seen, residual, p.weights, p.tree, p.layout)
+            world = world_normal_equations(positions, information, world_gradient, p.tree, p.layout)
             normal, gradient = camera_blocks(metric, world, p.layout, p.camera_layout)
         else:
-            normal, gradient = metric[0] + world[0], metric[1] + world[1]
+            # Both terms see the same keypoints: one assembly of their summed information
+            # (the metric term's is w I).
+            eye = torch.eye(3, dtype=positions.dtype, device=positions.device)
+            normal, gradient = world_normal_equations(
+                positions, information + p.weights[..., None, None] * eye,
+                world_gradient + p.weights[..., None] * residual, p.tree, p.layout)
         keypoint_cost = (p.weights * residual.square().sum(-1)).sum(-1) + world_cost
     diagonal = p.pattern.diagonal
 

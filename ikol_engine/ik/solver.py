@@ -167,20 +167,19 @@ def solve(
         if not torch.isfinite(reference).all():
             raise ValueError("reference contains NaN or infinite values")
     world = offset = None
-    if placement is not None:
+    placed = placement is not None
+    if placed:
         placement = as_tensor("placement", placement, (batch, 3), dtype, compute)
         if not torch.isfinite(placement).all():
             raise ValueError("placement contains NaN or infinite values")
+        targets, translation = _moved(targets, confidence, placement), translation + placement
     if pixels is not None or foot_lock is not None or floor is not None:
         world = _world_terms(pixels, pixel_confidence, confidence, camera, pixel_weight, pixel_huber, foot_lock,
                              foot_lock_confidence, foot_lock_weight, floor, floor_weight, floor_confidence, body,
-                             betas, batch, dtype, compute, placed=placement is not None and metric_depth)
+                             betas, batch, dtype, compute, placed=placed and metric_depth)
         if world.camera is not None:
             targets, translation, offset, world = _place_in_camera(world, targets, confidence, rotations, translation,
-                                                                   offsets, tree, metric_depth, pixel_huber, placement)
-            placement = None
-    if placement is not None:
-        targets, translation = _moved(targets, confidence, placement), translation + placement
+                                                                   offsets, tree, metric_depth, pixel_huber, placed)
     problem = Problem(targets=targets, weights=confidence, offsets=offsets, twist=twist,
                       twist_weights=twist_weight * twist_confidence, twist_axes=bone_axes(offsets),
                       prior_weight=prior_weight, damping=damping, tree=tree,
@@ -251,23 +250,21 @@ def _moved(targets: torch.Tensor, confidence: torch.Tensor, placement: torch.Ten
 
 def _place_in_camera(world: WorldTerms, targets: torch.Tensor, confidence: torch.Tensor, rotations: torch.Tensor,
                      translation: torch.Tensor, offsets: torch.Tensor, tree: KinematicTree, metric_depth: bool,
-                     pixel_huber: float, placement: torch.Tensor | None,
+                     pixel_huber: float, placed: bool,
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, WorldTerms]:
     """Puts the start pose in the camera's frame (see ``metric_depth`` in :func:`solve`).
 
     Args:
         targets: (B, 29, 3); confidence: (B, 29); rotations: (B, 24, 3, 3) and
-            translation: (B, 3) the start pose; offsets: (B, 29, 3); placement: (B, 3)
-            or None (the robust pinhole fit).
+            translation: (B, 3) the start pose; offsets: (B, 29, 3); placed: the
+            targets are in the camera already (a ``placement`` was given).
     Returns:
         The targets (moved into the camera with metric depth), the translation there, the
         keypoint term's free offset (B, 3) (None with metric depth), and ``world`` with the
         body's depth set.
     """
     batch, offset = targets.shape[0], None
-    if metric_depth and placement is not None:
-        targets, translation = _moved(targets, confidence, placement), translation + placement
-    elif metric_depth:
+    if metric_depth and not placed:
         both = world.pixel_weights * (confidence > 0).to(targets.dtype)
         few = (both > 0).sum(-1) < 2
         if few.any():
@@ -275,7 +272,7 @@ def _place_in_camera(world: WorldTerms, targets: torch.Tensor, confidence: torch
                              "image: their targets cannot be placed in the camera")
         place = robust_pinhole_translation(targets, world.pixels, both, world.camera, pixel_huber)
         targets, translation = _moved(targets, confidence, place), translation + place
-    else:
+    elif not metric_depth:
         # The metric term keeps where it put the body; the pixels place it in the camera.
         offset = translation
         _, at_zero = forward_kinematics(rotations, offsets, targets.new_zeros(batch, 3), tree)

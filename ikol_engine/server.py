@@ -18,7 +18,9 @@ echoed in every event about that request. Unknown parameters are refused.
   a container stating a broken one)}, ``solve`` {the fields of
   :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
-  ``fov_deg``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
+  ``fov_deg`` (null: estimated), ``focal_mm``, ``sensor_mm``, ``reprojection``,
+  ``foot_lock``, ``contact_speed``, ``contact_image_speed``, ``contact_height``,
+  ``keep_contacts``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
   ``options`` and ``solve`` are optional objects, each missing field takes its default.
   Every option is checked as the request is read, and the device and the body file
   before the job is queued, so a bad one is answered at once with an ``error`` event,
@@ -51,7 +53,7 @@ Events
 * ``result``: the request's answer, its last event. analyze and refine: ``output``,
   ``frames``, ``valid`` (frames with a pose), ``fps``, ``residual_mm`` (mean IK residual
   over valid frames), ``seconds`` (the job's run time), ``info`` (what the solve found:
-  detected, interpolated, held, swapped, dropouts, floor); refine also
+  detected, interpolated, held, swapped, dropouts, floor, camera, contact_frames); refine also
   ``previous_residual_mm``, the source file's; analyze also ``person`` (the followed
   person's id). people: ``people`` (a list of ``id``, ``frames``, ``first_frame``,
   ``last_frame``, ``box``, ``description``), ``frames`` ([start, end)),

@@ -68,23 +68,15 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
     Returns:
         targets: (T, 29, 3) metres, y-up; confidence: (T, 29), 0 for unobserved targets.
     """
-    targets, confidence = _seen_points(landmarks, visibility)
-    vis = np.clip(visibility, 0.0, 1.0)
-
-    def put(name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
-        targets[:, _K[name]] = point
-        confidence[:, _K[name]] = weight * vis[:, [_L[u] for u in used]].min(axis=1)
-
-    def at(name: str) -> np.ndarray:
-        return landmarks[:, _L[name]]
-
+    out = _seen_points(landmarks, visibility)
+    at = out.at
     torso_landmarks = ["left_hip", "right_hip", "left_shoulder", "right_shoulder"]
     origin, frame, scale = _torso_frame(at("left_hip"), at("right_hip"), at("left_shoulder"), at("right_shoulder"))
     rest_origin, rest_frame, rest_scale = _torso_frame(*(rest_keypoints[None, _K[n]] for n in
                                                          ("L_Hip", "R_Hip", "L_Shoulder", "R_Shoulder")))
     for name in _TORSO_JOINTS:
         local = rest_frame[0].T @ (rest_keypoints[_K[name]] - rest_origin[0]) / rest_scale[0]
-        put(name, origin + scale[:, None] * (frame @ local), _TORSO_WEIGHT, torso_landmarks)
+        out.put(name, origin + scale[:, None] * (frame @ local), _TORSO_WEIGHT, torso_landmarks)
 
     ear_mid = (at("left_ear") + at("right_ear")) / 2
     face_up = (at("left_eye") + at("right_eye") - at("mouth_left") - at("mouth_right")) / 2
@@ -92,8 +84,8 @@ def blazepose_to_targets(landmarks: np.ndarray, visibility: np.ndarray,
     up = _unit(face_up - (face_up * ears).sum(-1, keepdims=True) * ears)
     head_height = np.linalg.norm(rest_keypoints[_K["Head_Top"]] - rest_keypoints[_K["Head"]])
     face = ["left_ear", "right_ear", "left_eye", "right_eye", "mouth_left", "mouth_right"]
-    put("Head_Top", ear_mid + head_height * up, _HEAD_TOP_WEIGHT, face)
-    return _drop_bad(targets, confidence)
+    out.put("Head_Top", ear_mid + head_height * up, _HEAD_TOP_WEIGHT, face)
+    return _drop_bad(out.targets, out.confidence)
 
 
 def blazepose_image_targets(image: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,36 +99,42 @@ def blazepose_image_targets(image: np.ndarray, visibility: np.ndarray) -> tuple[
     Returns:
         pixels: (T, 29, 2); confidence: (T, 29), 0 where no landmark shows the target.
     """
-    return _drop_bad(*_seen_points(image, visibility))
+    out = _seen_points(image, visibility)
+    return _drop_bad(out.targets, out.confidence)
 
 
-def _seen_points(points: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class _Targets:
+    """Targets (T, 29, D) and their confidence (T, 29) filled from landmarks (T, 33, D)."""
+
+    def __init__(self, points: np.ndarray, visibility: np.ndarray) -> None:
+        frames, dim = points.shape[0], points.shape[-1]
+        self.points, self.visibility = points, np.clip(visibility, 0.0, 1.0)
+        self.targets = np.zeros((frames, skeleton.NUM_KEYPOINTS, dim), dtype=np.float32)
+        self.confidence = np.zeros((frames, skeleton.NUM_KEYPOINTS), dtype=np.float32)
+
+    def at(self, name: str) -> np.ndarray:
+        return self.points[:, _L[name]]
+
+    def put(self, name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
+        """Target ``name`` at ``point``, weighted by the least visible landmark ``used``."""
+        self.targets[:, _K[name]] = point
+        self.confidence[:, _K[name]] = weight * self.visibility[:, [_L[u] for u in used]].min(axis=1)
+
+
+def _seen_points(points: np.ndarray, visibility: np.ndarray) -> _Targets:
     """The targets that are landmarks or means of landmarks, in 3D or in the image.
 
     Args:
         points: (T, 33, D) landmarks; visibility: (T, 33).
-    Returns:
-        (T, 29, D) float32 and their confidence (T, 29), 0 for the other targets.
     """
-    frames, dim = points.shape[0], points.shape[-1]
-    targets = np.zeros((frames, skeleton.NUM_KEYPOINTS, dim), dtype=np.float32)
-    confidence = np.zeros((frames, skeleton.NUM_KEYPOINTS), dtype=np.float32)
-    vis = np.clip(visibility, 0.0, 1.0)
-
-    def put(name: str, point: np.ndarray, weight: float, used: list[str]) -> None:
-        targets[:, _K[name]] = point
-        confidence[:, _K[name]] = weight * vis[:, [_L[u] for u in used]].min(axis=1)
-
-    def at(name: str) -> np.ndarray:
-        return points[:, _L[name]]
-
+    out = _Targets(points, visibility)
     for target, (landmark, weight) in _DIRECT.items():
-        put(target, at(landmark), weight, [landmark])
+        out.put(target, out.at(landmark), weight, [landmark])
     for side in ("left", "right"):
-        put(f"{side[0].upper()}_Hand", (at(f"{side}_index") + at(f"{side}_pinky")) / 2, _HAND_WEIGHT,
-            [f"{side}_index", f"{side}_pinky", f"{side}_wrist"])
-    put("Head", (at("left_ear") + at("right_ear")) / 2, _HEAD_WEIGHT, ["left_ear", "right_ear"])
-    return targets, confidence
+        out.put(f"{side[0].upper()}_Hand", (out.at(f"{side}_index") + out.at(f"{side}_pinky")) / 2, _HAND_WEIGHT,
+                [f"{side}_index", f"{side}_pinky", f"{side}_wrist"])
+    out.put("Head", (out.at("left_ear") + out.at("right_ear")) / 2, _HEAD_WEIGHT, ["left_ear", "right_ear"])
+    return out
 
 
 def _drop_bad(targets: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

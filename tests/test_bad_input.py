@@ -114,10 +114,12 @@ def _server() -> tuple[Server, io.BytesIO]:
 
 @pytest.mark.parametrize("solve, body, kind, message", [
     ({"fov_deg": 0}, None, "bad_request", "field of view"),
+    ({"focal_mm": 0.01}, None, "bad_request", "0.01 mm lens on a 36 mm sensor sees 179.94 degrees"),
+    ({"foot_lock": -1}, None, "bad_request", "foot_lock must be a finite number >= 0"),
     ({"device": "bogus"}, None, "bad_request", "unknown device"),
     ({"device": "cuda:99" if torch.cuda.is_available() else "cuda"}, None, "bad_input", "asked for, but"),
     ({}, "/nonexistent/body.pkl", "bad_input", "no such body model file"),
-], ids=["fov", "device name", "device absent", "body"])
+], ids=["fov", "lens", "foot lock", "device name", "device absent", "body"])
 def test_server_refuses_a_bad_job_before_it_starts(demo: Path, frame_decode_s: float, tmp_path: Path,
                                                     solve: dict, body: str | None, kind: str, message: str) -> None:
     server, events = _server()

@@ -113,8 +113,8 @@ def clip_camera(image_size: tuple[int, int], points: np.ndarray, pixels: np.ndar
     :func:`~ikol_engine.ik.focal.estimate_focal`). The estimate is within 8 % on mocap
     filmed with BlazePose-like errors (benchmarks/results/reprojection.md), but
     BlazePose's own world landmarks show little perspective: on the Sports2D sample the
-    reprojection error falls steadily towards a telephoto (24 degrees against the 60 a
-    phone's camera has), so it is asked for, not the default.
+    reprojection error falls steadily towards a telephoto (24 degrees, against the
+    default's 60 and a phone's wider view), so it is asked for, not the default.
 
     Args:
         points: (V, K, 3) metric keypoints about the person, y-up camera axes;

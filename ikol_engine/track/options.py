@@ -92,6 +92,11 @@ class SolveOptions:
             value = getattr(self, name)
             if (value is not None or name == "sensor_mm") and not (_is_number(value) and 0 < value < math.inf):
                 raise TrackError(f"{name} must be a finite number of millimetres > 0, got {value!r}")
+        if self.focal_mm is not None:
+            lens_fov = math.degrees(2 * math.atan(self.sensor_mm / (2 * self.focal_mm)))
+            if not MIN_FOV_DEG <= lens_fov <= MAX_FOV_DEG:
+                raise TrackError(f"a {self.focal_mm:g} mm lens on a {self.sensor_mm:g} mm sensor sees {lens_fov:.2f} "
+                                 f"degrees; the field of view must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g}")
         for name in ("level_floor", "keep_contacts"):
             if not isinstance(getattr(self, name), bool):
                 raise TrackError(f"{name} must be true or false, got {getattr(self, name)!r}")

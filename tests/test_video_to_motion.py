@@ -6,6 +6,7 @@ whole clip, past her, is tested in test_follow_person.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ from ikol_engine.ik.world_terms import FOOT_KEYPOINTS
 from ikol_engine.regressors.blazepose.layout import BLAZEPOSE_LAYOUT
 from ikol_engine.track.camera import Camera
 from ikol_engine.track.ground import Ground
-from ikol_engine.motion import read_motion
+from ikol_engine.motion import read_motion, write_motion
 from ikol_engine.pipeline import AnalyzeOptions, analyze, refine
-from ikol_engine.track.options import SolveOptions
+from ikol_engine.track.options import SolveOptions, TrackError
 
 END_S = 5.3
 #: Frames after a person is found in which BlazePose's landmarks are still settling.
@@ -151,3 +152,20 @@ def test_cli_analyze_and_refine_and_errors(analysed, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "broken.mp4" in bad.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_refine_keeps_the_files_contacts_only_where_it_has_them(analysed, tmp_path: Path) -> None:
+    output, motion, _ = analysed
+    edited = motion.contacts.copy()
+    edited[:, 0] = ~edited[:, 0] & motion.valid  # the left heel's contacts turned round, as an edit might
+    source = write_motion(tmp_path / "edited.npz", dataclasses.replace(motion, contacts=edited))
+    kept, _ = refine(source, tmp_path / "kept.npz", {"keep_contacts": True})
+    assert np.array_equal(kept.contacts, edited)
+    found, _ = refine(source, tmp_path / "found.npz", {})
+    # Without the setting they are found again: the left heel's mostly as first found.
+    valid = motion.valid
+    assert (found.contacts[valid, 0] == motion.contacts[valid, 0]).mean() > 0.9
+    older = write_motion(tmp_path / "older.npz", dataclasses.replace(motion, contacts=None))
+    with pytest.raises(TrackError, match="no foot contacts to keep"):
+        refine(older, tmp_path / "never.npz", {"keep_contacts": True})
+    assert not (tmp_path / "never.npz").exists()

@@ -16,6 +16,8 @@ Apache-2.0).  This script:
    vertex regressor for the 24 joints (``J_regressor``) and picks landmark vertices;
 6. appends the skeleton directions of ``skeleton_directions.py`` to ``shapedirs``:
    joint placements the phenotypes do not reach, with the skin following.
+7. adds SMPL-H's 30 finger joints (``hand_joints.py``): their vertex regressor
+   (``hand_J_regressor``) and SMPL-H-layout skin weights (``smplh_weights``, 52 joints).
 
 Run inside the build venv (see ``tools/requirements-body.txt``)::
 
@@ -36,9 +38,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 from scipy.spatial import cKDTree
 
+from hand_joints import FINGERS, HAND_JOINT_NAMES, finger_joint_targets, fit_finger_regressor, smplh_skin_weights
+from regression import convex_regression
 from skeleton_directions import skeleton_directions
 
 LOG = logging.getLogger("build_default_body")
@@ -567,14 +570,7 @@ def fit_joint_regressor(samples: np.ndarray, targets: np.ndarray, weights: np.nd
         ring = (np.abs(rel @ joint_axis(j, mean_targets)) < band) & (
             np.linalg.norm(rel, axis=1) < radius)
         cand = allowed[ring]
-        a = samples[:, cand, :].transpose(0, 2, 1).reshape(-1, len(cand))  # (3S, C)
-        b = targets[:, j, :].reshape(-1)
-        scale = 1e3  # makes sum(w) = 1 hold to ~1e-6 before the final renormalisation
-        a_full = np.vstack([a, np.sqrt(ridge * len(b)) * np.eye(len(cand)),
-                            scale * np.ones((1, len(cand)))])
-        b_full = np.concatenate([b, np.zeros(len(cand)), [scale]])
-        w, _ = nnls(a_full, b_full, maxiter=50 * len(cand))
-        regressor[j, cand] = w / w.sum()
+        regressor[j, cand] = convex_regression(samples[:, cand], targets[:, j], ridge)
         if not name.startswith("L_"):
             regressor[j] = 0.5 * (regressor[j] + regressor[j, mirror])
         else:
@@ -773,6 +769,19 @@ def build(output: Path) -> None:
     landmarks = pick_landmarks(v_template, sample_heads.mean(axis=0), rig, model, weights,
                                mirror)
 
+    tips = v_template[[landmarks[f"{side}{finger}"] for side in ("l", "r") for finger in FINGERS]]
+    owner_bone = model.skin_indices[np.arange(len(v_template)), model.skin_weights.argmax(axis=1)]
+    finger_targets = finger_joint_targets(rig.index, sample_heads)
+    finger_regressor = fit_finger_regressor(samples[fit], finger_targets[fit], tips, owner_bone, rig.index,
+                                            model.bone_parents, mirror)
+    err = np.linalg.norm(np.einsum("jv,svd->sjd", finger_regressor, samples) - finger_targets, axis=-1)
+    LOG.info("finger regressor error: mean %.2f mm, worst joint's max %.2f mm (%s)", 1e3 * err.mean(),
+             1e3 * err.max(), HAND_JOINT_NAMES[int(err.max(axis=0).argmax())])
+    smplh_weights = smplh_skin_weights(weights, model.bone_names, model.skin_indices, model.skin_weights)
+    LOG.info("SMPL-H weights: rows sum to 1 within %.1e, %d vertices follow a finger joint most",
+             np.abs(smplh_weights.sum(axis=1) - 1).max(),
+             int((smplh_weights.argmax(axis=1) >= 22).sum()))
+
     leaf_vertices = np.array([landmarks[n] for n in LEAF_LANDMARKS])
     skeleton_dirs, skeleton_names, skeleton_steps = skeleton_directions(
         v_template, weights, regressor, leaf_vertices, JOINT_PARENTS + LEAF_PARENTS,
@@ -797,9 +806,12 @@ def build(output: Path) -> None:
         "skeleton_direction_names": np.array(skeleton_names, dtype="<U32"),
         "skeleton_direction_steps": skeleton_steps.astype(np.float32),
         "source": np.array(SOURCE_TEXT.format(version=model.version)),
+        "hand_joint_names": np.array(HAND_JOINT_NAMES, dtype="<U16"),
+        "hand_J_regressor": finger_regressor.astype(np.float32),
+        "smplh_weights": smplh_weights.astype(np.float32),
     }
     # float32 rounding: renormalise so rows sum to 1 to float32 precision
-    for key in ("J_regressor", "weights"):
+    for key in ("J_regressor", "weights", "hand_J_regressor", "smplh_weights"):
         arrays[key] /= arrays[key].sum(axis=1, keepdims=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(output, **arrays)

@@ -9,10 +9,21 @@ import torch
 from smplx.utils import Struct
 
 from .. import skeleton
-from .model_file import BodyArrays, read_body_arrays
+from ..skeleton import hands
+from .model_file import BodyArrays, BodyModelError, read_body_arrays
 
 # How many shape coefficients an SMPL file is used with unless asked otherwise (smplx's default).
 SMPL_NUM_BETAS = 10
+
+
+def _hand_regressor(arrays: BodyArrays, side: int) -> np.ndarray:
+    """(21, V) vertex weights of one hand's keypoints: wrist, 15 finger joints, 5 fingertips."""
+    count = hands.NUM_FINGER_JOINTS
+    tips = np.zeros((len(hands.FINGERS), len(arrays.v_template)), arrays.j_regressor.dtype)
+    prefix = hands.SIDES[side][0]  # smplx's fingertip landmark names: "lindex", "rthumb", ...
+    tips[np.arange(len(hands.FINGERS)), [arrays.landmarks[prefix + finger] for finger in hands.FINGERS]] = 1.0
+    return np.concatenate([arrays.j_regressor[hands.WRISTS[side]][None],
+                           arrays.hand_j_regressor[side * count:(side + 1) * count], tips])
 
 
 class BodyModel:
@@ -48,6 +59,12 @@ class BodyModel:
         shape_dirs = np.concatenate([np.einsum("jv,vcn->jcn", a.j_regressor, dirs), dirs[leaves]])
         self._keypoint_template = torch.from_numpy(template.astype(np.float32))
         self._keypoint_dirs = torch.from_numpy(shape_dirs.astype(np.float32))
+        self._hand_template: torch.Tensor | None = None
+        self._hand_dirs: torch.Tensor | None = None
+        if a.hand_j_regressor is not None:
+            regressor = np.stack([_hand_regressor(a, side) for side in range(len(hands.SIDES))])  # (2, 21, V)
+            self._hand_template = torch.from_numpy(np.einsum("skv,vc->skc", regressor, a.v_template).astype(np.float32))
+            self._hand_dirs = torch.from_numpy(np.einsum("skv,vcn->skcn", regressor, dirs).astype(np.float32))
         self._smpl: smplx.SMPL | None = None
 
     def __repr__(self) -> str:
@@ -79,6 +96,27 @@ class BodyModel:
         template = self._keypoint_template.to(betas.device, betas.dtype)
         dirs = self._keypoint_dirs[..., : betas.shape[-1]].to(betas.device, betas.dtype)
         return template + torch.einsum("kcn,bn->bkc", dirs, betas)
+
+    @property
+    def has_hands(self) -> bool:
+        """Whether the body has SMPL-H's finger joints (the bundled one does; SMPL has none)."""
+        return self._hand_template is not None
+
+    def rest_hand_keypoints(self, betas: torch.Tensor) -> torch.Tensor:
+        """Rest positions of each hand's 21 keypoints (skeleton.hands.HAND_KEYPOINT_NAMES).
+
+        Args:
+            betas: (B, N) shape coefficients, N <= num_betas.
+        Returns:
+            (B, 2, 21, 3) metres, the left hand then the right.
+        Raises:
+            BodyModelError: the body has no finger joints.
+        """
+        if self._hand_template is None:
+            raise BodyModelError(f"{self.path}: this body has no finger joints (an SMPL body has none)")
+        template = self._hand_template.to(betas.device, betas.dtype)
+        dirs = self._hand_dirs[..., : betas.shape[-1]].to(betas.device, betas.dtype)
+        return template + torch.einsum("skcn,bn->bskc", dirs, betas)
 
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 24, 3) rest joint positions for betas (B, N)."""

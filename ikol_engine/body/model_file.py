@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import skeleton
+from ..skeleton.hands import HAND_JOINT_NAMES, SMPLH_JOINT_NAMES
 from .safe_pickle import ForeignObjectError, load_model_pickle
 
 DEFAULT_BODY_PATH = Path(__file__).parent / "data" / "default_body.npz"
@@ -42,6 +43,9 @@ class BodyArrays:
         landmarks: landmark name -> vertex index (includes the five leaf points).
         skeleton_directions: names of the last shape directions when they are joint
             placements (the bundled body's), else empty (SMPL's are all PCA).
+        hand_j_regressor: (30, V) regressor of SMPL-H's finger joints
+            (skeleton.hands.HAND_JOINT_NAMES), or None for a body without fingers.
+        smplh_weights: (V, 52) skinning weights over SMPL-H's joints, or None.
     """
 
     path: Path
@@ -53,6 +57,8 @@ class BodyArrays:
     posedirs: np.ndarray
     landmarks: dict[str, int]
     skeleton_directions: tuple[str, ...] = ()
+    hand_j_regressor: np.ndarray | None = None
+    smplh_weights: np.ndarray | None = None
 
     @property
     def leaf_vertices(self) -> np.ndarray:
@@ -137,6 +143,7 @@ def _validate(path: Path, raw: dict) -> BodyArrays:
         posedirs=_array(path, raw, "posedirs", (v, 3, NUM_POSE_BASIS), np.float32),
         landmarks=_landmarks(path, raw, v),
         skeleton_directions=_skeleton_directions(path, raw),
+        **_hand_arrays(path, raw, v),
     )
     if len(arrays.skeleton_directions) > arrays.shapedirs.shape[-1]:
         raise BodyModelError(f"{path}: names {len(arrays.skeleton_directions)} skeleton directions but "
@@ -144,6 +151,20 @@ def _validate(path: Path, raw: dict) -> BodyArrays:
     if not np.allclose(arrays.weights.sum(axis=1), 1.0, atol=1e-3):
         raise BodyModelError(f"{path}: skinning 'weights' rows do not sum to 1")
     return arrays
+
+
+def _hand_arrays(path: Path, raw: dict, num_vertices: int) -> dict[str, np.ndarray]:
+    """The finger joints' regressor and SMPL-H skin weights, where the file has both."""
+    keys = ("hand_J_regressor", "smplh_weights")
+    if not any(key in raw for key in keys):
+        return {}
+    if "hand_joint_names" in raw and tuple(np.asarray(raw["hand_joint_names"]).tolist()) != HAND_JOINT_NAMES:
+        raise BodyModelError(f"{path}: 'hand_joint_names' are not SMPL-H's 30 finger joints in SMPL-H's order")
+    regressor = _array(path, raw, keys[0], (len(HAND_JOINT_NAMES), num_vertices), np.float32)
+    weights = _array(path, raw, keys[1], (num_vertices, len(SMPLH_JOINT_NAMES)), np.float32)
+    if not np.allclose(weights.sum(axis=1), 1.0, atol=1e-3):
+        raise BodyModelError(f"{path}: skinning 'smplh_weights' rows do not sum to 1")
+    return {"hand_j_regressor": regressor, "smplh_weights": weights}
 
 
 def _skeleton_directions(path: Path, raw: dict) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ Objective, per frame (all terms squared):
   prior      lambda_p sum_j |log R_j|^2                      radians, joints 1..23
   reference  lambda_r sum_j |log(Ref_j^T R_j)|^2             radians, joints 0..23 (optional:
              a temporal term pulling each frame towards its smoothed neighbours)
+  limits     lambda_l sum_l excess_l(R)^2                    radians beyond a joint's range
+             (optional: :mod:`.joint_limits`)
 Unknowns: increments of the 24 global rotations in the world frame,
 ``G_j <- exp(delta_j) G_j`` (see :mod:`.normal_equations`), and the root translation. Each
 step is mapped back to the local rotation it is: ``R_j <- R_j exp(G_j^T delta_j)``.
@@ -24,6 +26,7 @@ import roma
 from ..skeleton.kinematics import forward_kinematics
 from ..skeleton.tree import KinematicTree
 from .block_cholesky import BlockPattern, solve_blocks
+from .joint_limits import JointLimits
 from .normal_equations import NormalLayout, keypoint_normal_equations
 from .rotations import twist_angle, wrap_angle
 from .world_normal_equations import CameraLayout, camera_blocks, world_normal_equations
@@ -42,12 +45,14 @@ class Problem:
     Attributes:
         targets: (B, K, 3); weights: (B, K) keypoint weights (0 = ignore).
         offsets: (B, K, 3) rest offsets for the frame's shape.
-        twist: (B, 23) target twist angles; twist_weights: (B, 23) (0 = free).
-        twist_axes: (B, 23, 3) unit rest bone axes of joints 1..23.
-        reference: (B, 24, 3, 3) rotations the reference term pulls towards, or None.
+        J joints: 24 for SMPL's tree, 16 for a hand's (:mod:`..skeleton.hands`).
+        twist: (B, J-1) target twist angles; twist_weights: (B, J-1) (0 = free).
+        twist_axes: (B, J-1, 3) unit rest bone axes of joints 1..J-1.
+        reference: (B, J, 3, 3) rotations the reference term pulls towards, or None.
         world: the pixel, foot and floor terms, or None; camera_layout: the pattern
             with the offset node, or None: the world terms then see the keypoints
             where the keypoint term does (targets placed in the world).
+        limits: bounds on joint turns (:mod:`.joint_limits`), or None.
     """
 
     targets: torch.Tensor
@@ -64,6 +69,7 @@ class Problem:
     reference_weight: float = 0.0
     world: WorldTerms | None = None
     camera_layout: CameraLayout | None = None
+    limits: JointLimits | None = None
 
     @property
     def has_offset(self) -> bool:
@@ -147,6 +153,13 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
                                   + p.prior_weight * (globals_[:, 1:] @ rotvec[..., None])[..., 0])
     cost = (keypoint_cost + (p.twist_weights * twist_error.square()).sum(-1)
             + p.prior_weight * rotvec.square().sum((-1, -2)))
+    if p.limits is not None:
+        excess, d_excess = p.limits.excess(quat)
+        d_excess = (globals_[:, p.limits.joints] @ d_excess[..., None])[..., 0]
+        normal.index_add_(1, diagonal[p.limits.joints],
+                          p.limits.weight * d_excess[..., :, None] * d_excess[..., None, :])
+        gradient.index_add_(1, p.limits.joints, p.limits.weight * excess[..., None] * d_excess)
+        cost = cost + p.limits.weight * excess.square().sum(-1)
     if p.reference is not None:
         # log(Ref^T R exp(d)) ~ log(Ref^T R) + d for the small offsets a temporal term sees.
         away = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)

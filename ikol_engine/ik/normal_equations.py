@@ -21,7 +21,6 @@ from .. import skeleton
 from ..skeleton.tree import KinematicTree
 from .block_cholesky import BlockPattern
 
-TRANSLATION_NODE = skeleton.NUM_JOINTS
 
 
 @dataclass(frozen=True)
@@ -43,16 +42,21 @@ class NormalLayout:
 
 
 @lru_cache(maxsize=None)
-def smpl_layout(device: torch.device) -> NormalLayout:
-    parents = tuple(TRANSLATION_NODE if p < 0 else p for p in skeleton.PARENTS) + (-1,)
-    pattern = BlockPattern.from_parents(parents)
-    joint = (pattern.upper < TRANSLATION_NODE).nonzero()[:, 0]
-    by_lower = {int(pattern.lower[i]): i for i in (pattern.upper == TRANSLATION_NODE).nonzero()[:, 0].tolist()}
+def tree_layout(parents: tuple[int, ...], device: torch.device) -> NormalLayout:
+    """The layout of a tree of ``len(parents)`` joints plus the root translation's node."""
+    translation = len(parents)
+    pattern = BlockPattern.from_parents(tuple(translation if p < 0 else p for p in parents) + (-1,))
+    joint = (pattern.upper < translation).nonzero()[:, 0]
+    by_lower = {int(pattern.lower[i]): i for i in (pattern.upper == translation).nonzero()[:, 0].tolist()}
     layout = NormalLayout(pattern, joint, pattern.upper[joint], pattern.lower[joint],
-                          torch.tensor([by_lower[j] for j in range(TRANSLATION_NODE)]), by_lower[TRANSLATION_NODE])
+                          torch.tensor([by_lower[j] for j in range(translation)]), by_lower[translation])
     return NormalLayout(pattern.to(device), *(x.to(device) for x in (layout.joint_pairs, layout.upper, layout.lower,
                                                                       layout.translation_pairs)),
                         layout.translation_diagonal)
+
+
+def smpl_layout(device: torch.device) -> NormalLayout:
+    return tree_layout(skeleton.PARENTS, device)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:

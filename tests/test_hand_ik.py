@@ -44,7 +44,8 @@ def random_hands(rest: torch.Tensor, side: int, count: int, generator: torch.Gen
     """
     hinge, sideways = _hinge_and_side(rest, side)
     rotations = torch.eye(3, dtype=F64).repeat(count, hands.HAND_NUM_JOINTS, 1, 1)
-    rotations[:, 0] = roma.random_rotmat(count, dtype=F64)
+    quat = torch.randn(count, 4, dtype=F64, generator=generator)
+    rotations[:, 0] = roma.unitquat_to_rotmat(quat / quat.norm(dim=-1, keepdim=True))
     for j in range(1, hands.HAND_NUM_JOINTS):
         finger, k = divmod(j - 1, hands.JOINTS_PER_FINGER)
         low, high = (THUMB_FLEXION_DEG if hands.FINGERS[finger] == "thumb" else FLEXION_DEG)[k + 1]
@@ -184,3 +185,45 @@ def test_an_unseen_finger_stays_at_rest_and_gradients_reach_the_targets(rest_han
     assert roma.rotmat_geodesic_distance(solved.rotations[:, ring[:3]].detach(), eye).max() < math.radians(1.0)
     solved.keypoints.square().sum().backward()
     assert torch.isfinite(targets.grad).all() and targets.grad.abs().sum() > 0
+
+
+def _smplh_arrays(body: BodyModel) -> dict[str, np.ndarray]:
+    """The bundled body written as an SMPL-H file (52 joints, SMPL-H's posedirs) would be."""
+    a = body.arrays
+    kintree = np.stack([np.array((4294967295,) + hands.SMPLH_PARENTS[1:]), np.arange(52)]).astype(np.int64)
+    names = np.array(sorted(a.landmarks))
+    return {"v_template": a.v_template, "f": a.faces, "kintree_table": kintree,
+            "J_regressor": np.concatenate([a.j_regressor[:22], a.hand_j_regressor]), "weights": a.smplh_weights,
+            "shapedirs": a.shapedirs[..., :10], "posedirs": np.zeros((len(a.v_template), 3, 459), np.float32),
+            "landmark_names": names, "landmark_vertex_ids": np.array([a.landmarks[n] for n in names])}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pkl"])
+def test_an_smplh_file_loads_with_its_fingers(body, rest_hands, tmp_path, monkeypatch, suffix):
+    from test_body_model import write_smpl_style_pickle
+
+    arrays = _smplh_arrays(body)
+    if suffix == ".npz":
+        path = tmp_path / "SMPLH_NEUTRAL.npz"
+        np.savez(path, **arrays)
+    else:
+        path = write_smpl_style_pickle(tmp_path / "SMPLH_NEUTRAL.pkl", arrays, monkeypatch)
+    smplh = BodyModel(path)
+    assert smplh.has_hands and smplh.num_betas == 10
+    betas = torch.zeros(1, 10, dtype=F64)
+    assert (smplh.rest_hand_keypoints(betas)[0] - rest_hands).abs().max() < 1e-6
+    # Merged back onto SMPL's 24 joints, the finger skin is the bundled body's own again,
+    # and SMPL's hand joint sits among the knuckles (within 5 mm of the bundled body's).
+    assert np.abs(smplh.arrays.weights - body.arrays.weights).max() < 1e-5
+    joints = smplh.rest_joints(betas)[0]
+    assert (joints[:22] - body.rest_joints(betas)[0, :22]).abs().max() < 1e-6
+    assert (joints[22:] - body.rest_joints(betas)[0, 22:]).norm(dim=-1).max() < 5e-3
+
+
+def test_an_smplh_file_with_a_wrong_tree_is_refused(body, tmp_path):
+    arrays = _smplh_arrays(body)
+    arrays["kintree_table"] = arrays["kintree_table"].copy()
+    arrays["kintree_table"][0, 23] = 20
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(BodyModelError, match="not SMPL-H's tree"):
+        BodyModel(tmp_path / "bad.npz")

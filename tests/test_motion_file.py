@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ikol_engine import __version__, skeleton
+from ikol_engine.skeleton import hands
 from ikol_engine.common.atomic_file import remove_partial_files
 from ikol_engine.motion import (
     SCHEMA_VERSION, Motion, MotionFileError, file_sha256, read_motion, write_motion,
@@ -94,7 +95,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         "test-regressor", "clip.mp4", "ab" * 32)
     assert back.engine_version == __version__
     with np.load(path, allow_pickle=False) as archive:
-        assert int(archive["schema_version"]) == SCHEMA_VERSION == 4
+        assert int(archive["schema_version"]) == SCHEMA_VERSION == 5
     assert partial_files(tmp_path) == []
 
 
@@ -137,6 +138,52 @@ def test_contacts_round_trip_and_older_files_have_none(tmp_path: Path) -> None:
     assert read_motion(path).contacts is None
     with pytest.raises(MotionFileError, match="contacts has shape"):
         write_motion(tmp_path / "bad.npz", dataclasses.replace(motion, contacts=contacts[:, :2]))
+
+
+def hand_keys(seed: int = 6, frames: int = T) -> dict[str, np.ndarray]:
+    """Every hand key, random but valid."""
+    rng = np.random.default_rng(seed)
+    quaternions = rng.normal(size=(frames, 30, 4))
+    return {
+        "hand_landmarks": rng.normal(size=(frames, 2, 21, 3)) * 0.05,
+        "hand_landmark_pixels": rng.random((frames, 2, 21, 2)) * 1000,
+        "hand_landmark_confidence": rng.random((frames, 2, 21)),
+        "hand_joint_names": np.array(hands.HAND_JOINT_NAMES),
+        "hand_parents": np.array(hands.FILE_HAND_PARENTS),
+        "hand_rest_joints": rng.normal(size=(30, 3)),
+        "skin_weights_with_fingers": rng.dirichlet(np.ones(54), size=V),
+        "hand_rotations": quaternions / np.linalg.norm(quaternions, axis=-1, keepdims=True),
+        "hand_valid": rng.random((frames, 2)) > 0.5,
+        "hand_residual_mm": rng.random((frames, 2)) * 10,
+    }
+
+
+def test_hands_round_trip_and_older_files_have_none(tmp_path: Path) -> None:
+    motion = random_motion()
+    keys = hand_keys()
+    back = read_motion(write_motion(tmp_path / "hands.npz", dataclasses.replace(motion, **keys)))
+    assert back.has_fingers
+    for name, value in keys.items():
+        assert np.array_equal(getattr(back, name), value.astype(getattr(back, name).dtype)), name
+    path = write_motion(tmp_path / "old.npz", motion)
+    rewrite(path, schema_version=np.array(4))
+    old = read_motion(path)
+    assert not old.has_fingers and old.hand_landmarks is None
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"hand_rotations": None}, "without hand_rotations"),
+    ({"hand_landmark_pixels": None}, "without hand_landmark_pixels"),
+    ({"hand_parents": np.arange(30) + 30}, "hand_parents must each name"),
+    ({"hand_rotations": np.full((T, 30, 4), 0.6)}, "not unit quaternions"),
+    ({"skin_weights_with_fingers": np.full((V, 54), 0.5)}, "rows must sum to 1"),
+    ({"hand_valid": np.zeros((T, 3), bool)}, "hand_valid has shape"),
+])
+def test_broken_hand_keys_are_refused(tmp_path: Path, change: dict, words: str) -> None:
+    motion = dataclasses.replace(random_motion(), **(hand_keys() | change))
+    with pytest.raises(MotionFileError, match=words):
+        write_motion(tmp_path / "bad.npz", motion)
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_arrays_are_cast_to_the_schema_dtypes(tmp_path: Path) -> None:
@@ -203,9 +250,9 @@ READ_FAULTS = {
     "truncated": (_truncated, ["truncated"]),
     "corrupt member": (_corrupt, ["truncated or corrupt"]),
     "foreign npz": (_foreign, ["not an IKOL motion file", "weights"]),
-    "newer schema": (_rewritten(schema_version=np.array(5)),
-                     ["written by a newer IKOL engine (schema 5, this engine reads up to 4); "
-                      "update the engine"]),
+    "newer schema": (_rewritten(schema_version=np.array(SCHEMA_VERSION + 1)),
+                     [f"written by a newer IKOL engine (schema {SCHEMA_VERSION + 1}, this engine reads up to "
+                      f"{SCHEMA_VERSION}); update the engine"]),
     "missing rotations": (_rewritten(rotations=None), ["missing keys: rotations"]),
     "wrong rotations shape": (_rewritten(rotations=_ROTATIONS[..., :3]),
                               ["rotations has shape (50, 24, 3), expected (T=50, 24, 4)"]),

@@ -118,6 +118,27 @@ class BodyModel:
         dirs = self._hand_dirs[..., : betas.shape[-1]].to(betas.device, betas.dtype)
         return template + torch.einsum("skcn,bn->bskc", dirs, betas)
 
+    def rest_finger_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, 30, 3) rest positions of SMPL-H's finger joints (skeleton.hands.HAND_JOINT_NAMES)."""
+        finger_joints = slice(1, hands.HAND_NUM_JOINTS)
+        return self.rest_hand_keypoints(betas)[:, :, finger_joints].flatten(1, 2)
+
+    @property
+    def skin_weights_with_fingers(self) -> np.ndarray:
+        """(V, 54) skin weights over the 24 joints then the 30 finger joints.
+
+        SMPL's hand joints keep no skin of their own: the finger joints move it.
+
+        Raises:
+            BodyModelError: the body has no finger joints.
+        """
+        if self.arrays.smplh_weights is None:
+            raise BodyModelError(f"{self.path}: this body has no finger joints (an SMPL body has none)")
+        smplh = self.arrays.smplh_weights
+        body = hands.SMPLH_NUM_BODY_JOINTS
+        hand_joints = np.zeros((len(smplh), skeleton.NUM_JOINTS - body), smplh.dtype)
+        return np.concatenate([smplh[:, :body], hand_joints, smplh[:, body:]], axis=1)
+
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 24, 3) rest joint positions for betas (B, N)."""
         return self.rest_keypoints(betas)[:, : skeleton.NUM_JOINTS]

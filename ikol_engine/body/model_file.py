@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import skeleton
-from ..skeleton.hands import HAND_JOINT_NAMES, SMPLH_JOINT_NAMES
+from ..skeleton.hands import (
+    FINGER_JOINT_NAMES, FINGERS, HAND_JOINT_NAMES, NUM_FINGER_JOINTS, SMPLH_JOINT_NAMES, SMPLH_NUM_BODY_JOINTS,
+    SMPLH_PARENTS, WRISTS,
+)
 from .safe_pickle import ForeignObjectError, load_model_pickle
 
 DEFAULT_BODY_PATH = Path(__file__).parent / "data" / "default_body.npz"
@@ -129,6 +132,8 @@ def _validate(path: Path, raw: dict) -> BodyArrays:
     faces = _array(path, raw, "f", (None, 3), np.int64)
     if faces.size and (faces.min() < 0 or faces.max() >= v):
         raise BodyModelError(f"{path}: 'f' indexes vertices outside 0..{v - 1}")
+    if np.shape(raw.get("kintree_table"))[-1:] == (len(SMPLH_JOINT_NAMES),):
+        raw = _smplh_as_smpl(path, raw, v)
     kintree = _array(path, raw, "kintree_table", (2, j), np.int64)
     parents = tuple(int(p) for p in kintree[0, 1:])
     if parents != skeleton.PARENTS[1:]:
@@ -151,6 +156,37 @@ def _validate(path: Path, raw: dict) -> BodyArrays:
     if not np.allclose(arrays.weights.sum(axis=1), 1.0, atol=1e-3):
         raise BodyModelError(f"{path}: skinning 'weights' rows do not sum to 1")
     return arrays
+
+
+def _smplh_as_smpl(path: Path, raw: dict, num_vertices: int) -> dict:
+    """An SMPL-H file's arrays in SMPL's 24-joint layout, with its fingers as the hand arrays.
+
+    SMPL's hand joint (the middle of the knuckles) moves what SMPL-H's finger joints
+    move, all but the thumb's base, which SMPL leaves to the wrist (as the bundled body
+    does); the fingers' pose correctives have no SMPL joint to go to and are dropped.
+    """
+    kintree = _array(path, raw, "kintree_table", (2, len(SMPLH_JOINT_NAMES)), np.int64)
+    if tuple(int(p) for p in kintree[0, 1:]) != SMPLH_PARENTS[1:]:
+        raise BodyModelError(f"{path}: 'kintree_table' has 52 joints but is not SMPL-H's tree")
+    regressor = _array(path, raw, "J_regressor", (len(SMPLH_JOINT_NAMES), num_vertices), np.float32)
+    weights = _array(path, raw, "weights", (num_vertices, len(SMPLH_JOINT_NAMES)), np.float32)
+    posedirs = _array(path, raw, "posedirs", (num_vertices, 3, 9 * (len(SMPLH_JOINT_NAMES) - 1)), np.float32)
+    body = SMPLH_NUM_BODY_JOINTS
+    smpl_regressor, smpl_weights = [regressor[:body]], weights[:, :body].copy()
+    for side, wrist in enumerate(WRISTS):
+        first = body + side * NUM_FINGER_JOINTS
+        knuckles = [first + FINGER_JOINT_NAMES.index(f"{finger}1") for finger in FINGERS if finger != "thumb"]
+        thumb_base = first + FINGER_JOINT_NAMES.index("thumb1")
+        smpl_regressor.append(regressor[knuckles].mean(axis=0, keepdims=True))
+        smpl_weights[:, wrist] += weights[:, thumb_base]
+    hand_columns = [weights[:, body + side * NUM_FINGER_JOINTS: body + (side + 1) * NUM_FINGER_JOINTS].sum(axis=1)
+                    - weights[:, body + side * NUM_FINGER_JOINTS + FINGER_JOINT_NAMES.index("thumb1")]
+                    for side in range(len(WRISTS))]
+    smpl_posedirs = np.concatenate([posedirs[..., :9 * (body - 1)],
+                                    np.zeros((num_vertices, 3, NUM_POSE_BASIS - 9 * (body - 1)), np.float32)], -1)
+    return dict(raw, J_regressor=np.concatenate(smpl_regressor), weights=np.column_stack([smpl_weights, *hand_columns]),
+                posedirs=smpl_posedirs, kintree_table=np.stack([np.array(skeleton.PARENTS), np.arange(skeleton.NUM_JOINTS)]),
+                hand_J_regressor=regressor[body:], smplh_weights=weights)
 
 
 def _hand_arrays(path: Path, raw: dict, num_vertices: int) -> dict[str, np.ndarray]:

@@ -98,8 +98,10 @@ def _offsets(rest: torch.Tensor, tree: KinematicTree) -> torch.Tensor:
 
 
 def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.Tensor,
-                tree: KinematicTree) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form start: the palm fitted rigidly, each finger bone swung onto its target.
+                tree: KinematicTree, limits: JointLimits) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form start: the palm fitted rigidly, each finger bone swung onto its target
+    and turned back into its range (noise can bend a straight finger backwards), knuckle
+    to tip, so that each bone aims from where its parent really is.
 
     Args:
         targets: (B, 21, 3); confidence: (B, 21); offsets: (B, 21, 3).
@@ -125,6 +127,7 @@ def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.
         wanted = torch.where(seen[..., None], targets[:, children[js - 1]] - targets[:, js], rest_bone)
         swing = swing_between(rest_bone, wanted)
         rotations[:, js] = parent_global.transpose(-1, -2) @ swing @ parent_global
+        rotations = limits.project(rotations)
         globals_, _ = forward_kinematics(rotations, offsets, wrist, tree)
     return rotations, wrist
 
@@ -135,7 +138,7 @@ def solve_hand(
     rest: torch.Tensor,
     side: int,
     *,
-    iterations: int = 10,
+    iterations: int = 20,
     prior_weight: float = 1e-8,
     twist_weight: float = 1e-4,
     limit_weight: float = 1e-2,
@@ -163,7 +166,8 @@ def solve_hand(
     rest = rest.to(targets.dtype).expand(batch, -1, -1)
     tree = hand_tree(targets.device)
     offsets = _offsets(rest, tree)
-    rotations, wrist = _start_pose(targets, confidence, offsets, tree)
+    limits = finger_limits(rest.mean(0), side, limit_weight).to(targets.device, targets.dtype)
+    rotations, wrist = _start_pose(targets, confidence, offsets, tree, limits)
     bone_axes = torch.nn.functional.normalize(offsets[:, list(hands.HAND_BONE_CHILD)], dim=-1)
     zeros = targets.new_zeros(batch, hands.HAND_NUM_JOINTS - 1)
     problem = Problem(
@@ -171,7 +175,7 @@ def solve_hand(
         twist_weights=zeros + twist_weight, twist_axes=bone_axes, prior_weight=prior_weight, damping=damping,
         tree=tree, layout=tree_layout(hands.HAND_PARENTS[:hands.HAND_NUM_JOINTS], targets.device),
         reference=reference, reference_weight=reference_weight,
-        limits=finger_limits(rest.mean(0), side, limit_weight).to(targets.device, targets.dtype))
+        limits=limits)
     state = linearize(rotations, wrist, torch.full((batch,), damping, dtype=targets.dtype, device=targets.device),
                       problem)
     for _ in range(iterations):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import roma
 import torch
 
 from .rotations import twist_angle
@@ -46,3 +47,21 @@ class JointLimits:
         angle, d_angle = twist_angle(quat[:, self.joints - 1], self.axes.expand(quat.shape[0], -1, -1))
         excess = angle - torch.minimum(torch.maximum(angle, self.low), self.high)
         return excess, d_angle * (excess != 0).to(angle.dtype)[..., None]
+
+    def project(self, rotations: torch.Tensor) -> torch.Tensor:
+        """The rotations turned back into their ranges, one bound after another.
+
+        ``R exp(d a)`` adds exactly ``d`` to R's twist about ``a``, so each bound is met
+        by turning about its own axis alone.
+
+        Args:
+            rotations: (B, J, 3, 3) local rotations.
+        Returns:
+            (B, J, 3, 3).
+        """
+        turned = list(rotations.unbind(1))  # not in place: gradients flow through every turn
+        for joint, axis, low, high in zip(self.joints.tolist(), self.axes, self.low, self.high):
+            angle, _ = twist_angle(roma.rotmat_to_unitquat(turned[joint]), axis.expand(rotations.shape[0], 3))
+            back = torch.minimum(torch.maximum(angle, low), high) - angle
+            turned[joint] = turned[joint] @ roma.rotvec_to_rotmat(back[:, None] * axis)
+        return torch.stack(turned, 1)

@@ -70,7 +70,11 @@ analyze since schema 3, which follows one chosen person; the run's ``options["pe
 then records whom: ``id`` (the person's id in ``ikol-engine people``), ``choice`` (the
 ``--person`` given), ``found`` (every id found), ``detected_frames`` and
 ``detection_step``. ``contacts`` is written by every engine since schema 4: the frames
-where each foot point rests on the floor, which the IK held in place. The regressor's own twist and shape come only from regressors that
+where each foot point rests on the floor, which the IK held in place. The hands' keys
+(schema 5) are written where the hands were analysed (not with ``--no-hands``, nor by a
+regressor without hand landmarks, nor for a body without fingers); each group comes
+whole. Fingers are SMPL-H's 15 joints per hand (:mod:`ikol_engine.skeleton.hands`), the
+left hand's then the right's; a hand's first joints hang off the body's wrist. The regressor's own twist and shape come only from regressors that
 give them (HybrIK's network, whose keypoints are the 29 targets' set):
 
 ===========================  ==========  ========  ==========================================
@@ -88,6 +92,23 @@ person_boxes                 (T, 4)      float32   the followed person's box [x0
 contacts                     (T, 4)      bool      the foot point rests (columns
                                                    :data:`CONTACT_NAMES`: left heel, right
                                                    heel, left toe, right toe)
+hand_landmarks               (T,2,21,3)  float32   each hand's 21 MediaPipe landmarks (left,
+                                                   right; MediaPipe's order), metres about
+                                                   the hand's centre, camera axes
+hand_landmark_pixels         (T,2,21,2)  float32   the same in the image, pixels
+hand_landmark_confidence     (T,2,21)    float32   0 where that hand was not found
+hand_joint_names             (30,)       str       SMPL-H's finger joint names
+hand_parents                 (30,)       int64     parent of each, an index into
+                                                   ``joint_names`` then ``hand_joint_names``
+hand_rest_joints             (30, 3)     float32   rest positions of the finger joints, m
+skin_weights_with_fingers    (V, 54)     float32   skin weights over the 24 joints then the
+                                                   30 finger joints (the hand joints' own
+                                                   columns empty: the fingers move that skin)
+hand_rotations               (T, 30, 4)  float32   finger joints' local rotations, unit wxyz
+hand_valid                   (T, 2)      bool      each hand was seen and solved in the frame
+                                                   (else held between seen frames, or at rest)
+hand_residual_mm             (T, 2)      float32   mean distance from the solved hand to its
+                                                   landmarks, mm (0 where not seen)
 ===========================  ==========  ========  ==========================================
 
 The mesh makes a file self-contained: Blender builds the rig from it without the engine.
@@ -112,9 +133,9 @@ import numpy as np
 from .. import __version__
 from ..common.atomic_file import atomic_path
 
-#: 2 added ``frame_times``, 3 ``person_boxes``, 4 ``contacts``; older files still read
-#: (version 1's times are index / fps).
-SCHEMA_VERSION = 4
+#: 2 added ``frame_times``, 3 ``person_boxes``, 4 ``contacts``, 5 the hands' landmarks and
+#: the fingers; older files still read (version 1's times are index / fps).
+SCHEMA_VERSION = 5
 #: Columns of ``contacts``: the foot points the IK locks (the ankles stand in for the heels).
 CONTACT_NAMES: tuple[str, ...] = ("L_Heel", "R_Heel", "L_Toe", "R_Toe")
 QUATERNION_TOLERANCE = 1e-3
@@ -151,7 +172,21 @@ _OPTIONAL_ARRAYS: dict[str, tuple[type, tuple[int | str, ...]]] = {
     "regressor_betas": (np.float32, (10,)),
     "person_boxes": (np.float32, ("T", 4)),
     "contacts": (np.bool_, ("T", 4)),
+    "hand_landmarks": (np.float32, ("T", 2, 21, 3)),
+    "hand_landmark_pixels": (np.float32, ("T", 2, 21, 2)),
+    "hand_landmark_confidence": (np.float32, ("T", 2, 21)),
+    "hand_joint_names": (np.str_, (30,)),
+    "hand_parents": (np.int64, (30,)),
+    "hand_rest_joints": (np.float32, (30, 3)),
+    "skin_weights_with_fingers": (np.float32, ("V", 54)),
+    "hand_rotations": (np.float32, ("T", 30, 4)),
+    "hand_valid": (np.bool_, ("T", 2)),
+    "hand_residual_mm": (np.float32, ("T", 2)),
 }
+# Keys that come together or not at all: what the hands' landmarks were, and the fingers solved.
+_HAND_LANDMARK_KEYS = ("hand_landmarks", "hand_landmark_pixels", "hand_landmark_confidence")
+_FINGER_KEYS = ("hand_joint_names", "hand_parents", "hand_rest_joints", "skin_weights_with_fingers",
+                "hand_rotations", "hand_valid", "hand_residual_mm")
 _STRINGS = ("regressor_name", "source_video", "source_sha256", "engine_version")
 _FILE_KEYS = ("schema_version", "fps", *_ARRAYS, *_STRINGS, "options")
 
@@ -203,6 +238,21 @@ class Motion:
     frame_times: np.ndarray | None = None
     person_boxes: np.ndarray | None = None
     contacts: np.ndarray | None = None
+    hand_landmarks: np.ndarray | None = None
+    hand_landmark_pixels: np.ndarray | None = None
+    hand_landmark_confidence: np.ndarray | None = None
+    hand_joint_names: np.ndarray | None = None
+    hand_parents: np.ndarray | None = None
+    hand_rest_joints: np.ndarray | None = None
+    skin_weights_with_fingers: np.ndarray | None = None
+    hand_rotations: np.ndarray | None = None
+    hand_valid: np.ndarray | None = None
+    hand_residual_mm: np.ndarray | None = None
+
+    @property
+    def has_fingers(self) -> bool:
+        """Whether the file holds finger rotations (schema 5, hands analysed)."""
+        return self.hand_rotations is not None
 
     @property
     def times(self) -> np.ndarray:
@@ -232,6 +282,17 @@ class Motion:
         _options_json(self.options)
         _check_quaternions(np.asarray(self.rotations), np.asarray(self.joint_names))
         _check_mesh(np.asarray(self.mesh_faces), np.asarray(self.skin_weights))
+        for group in (_HAND_LANDMARK_KEYS, _FINGER_KEYS):
+            present = [name for name in group if getattr(self, name) is not None]
+            if present and len(present) < len(group):
+                missing = [name for name in group if name not in present]
+                raise MotionFileError(f"{', '.join(present)} given without {', '.join(missing)}")
+        if self.has_fingers:
+            _check_quaternions(np.asarray(self.hand_rotations), np.asarray(self.hand_joint_names))
+            _check_mesh(np.asarray(self.mesh_faces), np.asarray(self.skin_weights_with_fingers))
+            parents = np.asarray(self.hand_parents)
+            if ((parents < 0) | (parents >= len(self.joint_names) + np.arange(len(parents)))).any():
+                raise MotionFileError("hand_parents must each name a body joint or an earlier finger joint")
 
 
 def write_motion(path: str | Path, motion: Motion) -> Path:

@@ -64,3 +64,10 @@ HAND_BONE_CHILD: tuple[int, ...] = tuple(
     k + 1 if (k - 1) % JOINTS_PER_FINGER < JOINTS_PER_FINGER - 1 else 1 + NUM_FINGER_JOINTS + (k - 1) // JOINTS_PER_FINGER
     for k in range(1, HAND_NUM_JOINTS)
 )
+
+#: Each finger joint's parent as a motion file names it: an index into the body's 24
+#: joints, then the 30 finger joints (SMPL-H's own indices, past its 22 body joints,
+#: move up by SMPL's two hand joints).
+FILE_HAND_PARENTS: tuple[int, ...] = tuple(
+    p if p < SMPLH_NUM_BODY_JOINTS else p + len(JOINT_NAMES) - SMPLH_NUM_BODY_JOINTS
+    for p in SMPLH_PARENTS[SMPLH_NUM_BODY_JOINTS:])

@@ -227,3 +227,17 @@ def test_an_smplh_file_with_a_wrong_tree_is_refused(body, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(BodyModelError, match="not SMPL-H's tree"):
         BodyModel(tmp_path / "bad.npz")
+
+
+def test_a_hand_held_at_the_bodys_wrist_keeps_that_orientation(rest_hands):
+    rest = rest_hands[1]
+    rotations, keypoints = random_hands(rest, 1, 64, torch.Generator().manual_seed(4))
+    # The body's wrist 20 degrees off the hand's: the fingers fit as well as they can from there.
+    off = roma.rotvec_to_rotmat(torch.tensor([0.0, 0.0, math.radians(20.0)], dtype=F64)).expand(64, 3, 3)
+    wrist = rotations[:, 0] @ off
+    held = solve_hand(keypoints, torch.ones(keypoints.shape[:2], dtype=F64), rest, 1, wrist_rotation=wrist)
+    assert roma.rotmat_geodesic_distance(held.rotations[:, 0], wrist).max() < math.radians(1.0)
+    free = solve_hand(keypoints, torch.ones(keypoints.shape[:2], dtype=F64), rest, 1)
+    assert held.residual.mean() > free.residual.mean() + 1e-3
+    excess = finger_limits(rest, 1, 1.0).excess(roma.rotmat_to_unitquat(held.rotations[:, 1:]))[0]
+    assert excess.abs().max() < math.radians(3.0)

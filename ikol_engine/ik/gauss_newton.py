@@ -48,7 +48,8 @@ class Problem:
         J joints: 24 for SMPL's tree, 16 for a hand's (:mod:`..skeleton.hands`).
         twist: (B, J-1) target twist angles; twist_weights: (B, J-1) (0 = free).
         twist_axes: (B, J-1, 3) unit rest bone axes of joints 1..J-1.
-        reference: (B, J, 3, 3) rotations the reference term pulls towards, or None.
+        reference: (B, J, 3, 3) rotations the reference term pulls towards, or None;
+            reference_weight: one weight for every joint, or (J,) one each.
         world: the pixel, foot and floor terms, or None; camera_layout: the pattern
             with the offset node, or None: the world terms then see the keypoints
             where the keypoint term does (targets placed in the world).
@@ -66,7 +67,7 @@ class Problem:
     tree: KinematicTree
     layout: NormalLayout
     reference: torch.Tensor | None = None
-    reference_weight: float = 0.0
+    reference_weight: float | torch.Tensor = 0.0
     world: WorldTerms | None = None
     camera_layout: CameraLayout | None = None
     limits: JointLimits | None = None
@@ -163,10 +164,10 @@ def linearize(rotations: torch.Tensor, translation: torch.Tensor, damping: torch
     if p.reference is not None:
         # log(Ref^T R exp(d)) ~ log(Ref^T R) + d for the small offsets a temporal term sees.
         away = roma.rotmat_to_rotvec(p.reference.transpose(-1, -2) @ rotations)
-        normal.index_add_(1, diagonal[:num_j], (p.reference_weight * eye).expand(
-            normal.shape[0], num_j, 3, 3))
-        gradient[:, :num_j] += p.reference_weight * (globals_ @ away[..., None])[..., 0]
-        cost = cost + p.reference_weight * away.square().sum((-1, -2))
+        weight = torch.as_tensor(p.reference_weight, dtype=rotations.dtype, device=rotations.device).expand(num_j)
+        normal.index_add_(1, diagonal[:num_j], (weight[:, None, None] * eye).expand(normal.shape[0], num_j, 3, 3))
+        gradient[:, :num_j] += weight[:, None] * (globals_ @ away[..., None])[..., 0]
+        cost = cost + (weight * away.square().sum(-1)).sum(-1)
     return State(rotations, translation, cost, globals_, normal, gradient, damping, offset)
 
 

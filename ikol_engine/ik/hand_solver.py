@@ -98,13 +98,15 @@ def _offsets(rest: torch.Tensor, tree: KinematicTree) -> torch.Tensor:
 
 
 def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.Tensor,
-                tree: KinematicTree, limits: JointLimits) -> tuple[torch.Tensor, torch.Tensor]:
+                tree: KinematicTree, limits: JointLimits, wrist_rotation: torch.Tensor | None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form start: the palm fitted rigidly, each finger bone swung onto its target
     and turned back into its range (noise can bend a straight finger backwards), knuckle
     to tip, so that each bone aims from where its parent really is.
 
     Args:
-        targets: (B, 21, 3); confidence: (B, 21); offsets: (B, 21, 3).
+        targets: (B, 21, 3); confidence: (B, 21); offsets: (B, 21, 3);
+        wrist_rotation: (B, 3, 3) the wrist's orientation where it is given, else None.
     Returns:
         (B, 16, 3, 3) rotations, (B, 3) wrist position.
     """
@@ -113,7 +115,11 @@ def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.
     # The knuckles hang off the wrist, so their offsets are their rest positions about it.
     rest_palm = torch.cat([offsets[:, :1], offsets[:, palm[1:]]], 1)
     weights = confidence[:, palm].clamp(min=1e-6)
-    wrist_rotation, wrist = roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
+    fitted, wrist = roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
+    if wrist_rotation is None:
+        wrist_rotation = fitted
+    else:
+        wrist = targets[:, 0]
     rotations = torch.eye(3, dtype=targets.dtype, device=targets.device).repeat(batch, hands.HAND_NUM_JOINTS, 1, 1)
     rotations[:, 0] = wrist_rotation
     globals_, _ = forward_kinematics(rotations, offsets, wrist, tree)
@@ -141,15 +147,18 @@ def solve_hand(
     iterations: int = 20,
     prior_weight: float = 1e-8,
     twist_weight: float = 1e-4,
-    limit_weight: float = 1e-2,
+    limit_weight: float = 1.0,
     damping: float = 1e-7,
-    reference: torch.Tensor | None = None,
-    reference_weight: float = 0.0,
+    wrist_rotation: torch.Tensor | None = None,
+    wrist_weight: float = 1.0,
 ) -> HandIKResult:
     """Solves one hand's wrist orientation and finger rotations for its 21 keypoints.
 
-    Weights are in m^2 of keypoint error per rad^2, as the body's: a hand is about 20 cm
-    long, so the defaults are a hundredth of the body's.
+    Weights are in m^2 of keypoint error per rad^2, as the body's. The prior and the
+    twist decide only what the keypoints leave open (a hand is about 20 cm long: they
+    are a hundredth of the body's); a range bound is a wall (a degree past it costs
+    about what 2 cm of keypoint error does), which holds even where the body's wrist,
+    held, points the hand elsewhere than its landmarks do.
 
     Args:
         targets: (B, 21, 3) keypoints in the hand tree's order (skeleton.hands), metres.
@@ -157,7 +166,9 @@ def solve_hand(
         rest: (B, 21, 3) or (21, 3) the body's rest hand (BodyModel.rest_hand_keypoints).
         side: 0 the left hand, 1 the right (which way the palm faces in the rest pose).
         iterations: Levenberg-Marquardt steps after the closed-form start.
-        reference: (B, 16, 3, 3) rotations each frame is pulled towards (a temporal term).
+        wrist_rotation: (B, 3, 3) the wrist's global orientation to hold the hand at (the
+            body's), pulled towards with ``wrist_weight``, its position the wrist target's;
+            None: the hand's orientation and position are solved too.
     """
     batch = targets.shape[0]
     if targets.shape[1:] != (hands.NUM_HAND_KEYPOINTS, 3) or confidence.shape != targets.shape[:2]:
@@ -167,7 +178,12 @@ def solve_hand(
     tree = hand_tree(targets.device)
     offsets = _offsets(rest, tree)
     limits = finger_limits(rest.mean(0), side, limit_weight).to(targets.device, targets.dtype)
-    rotations, wrist = _start_pose(targets, confidence, offsets, tree, limits)
+    rotations, wrist = _start_pose(targets, confidence, offsets, tree, limits, wrist_rotation)
+    reference, reference_weight = None, 0.0
+    if wrist_rotation is not None:
+        reference = rotations
+        reference_weight = torch.zeros(hands.HAND_NUM_JOINTS, dtype=targets.dtype, device=targets.device)
+        reference_weight[0] = wrist_weight
     bone_axes = torch.nn.functional.normalize(offsets[:, list(hands.HAND_BONE_CHILD)], dim=-1)
     zeros = targets.new_zeros(batch, hands.HAND_NUM_JOINTS - 1)
     problem = Problem(

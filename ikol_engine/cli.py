@@ -84,6 +84,11 @@ def _summary(output: str, motion, solution) -> None:
     camera = info["camera"]
     print(f"camera: {camera['fov_deg']:.1f} degree field of view ({camera['source']}); feet resting in "
           + ", ".join(f"{name} {frames}" for name, frames in zip(CONTACT_NAMES, info["contact_frames"])) + " frames")
+    if "hands" in info:
+        print("hands: " + "; ".join(
+            f"{side} seen in {hand['seen']} frames" + (f", wrist turned {hand['wrist_turn_deg_median']:.0f} degrees "
+                                                       f"to it (median)" if hand["seen"] else "")
+            for side, hand in info["hands"].items()))
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -93,7 +98,7 @@ def _analyze(args: argparse.Namespace) -> int:
     # Every setting is checked here, before the video is opened.
     options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
                              model_complexity=args.model_complexity, regressor=args.regressor,
-                             batch_size=args.batch_size, fps=args.fps, person=args.person)
+                             batch_size=args.batch_size, fps=args.fps, person=args.person, hands=args.hands)
     solve_options = SolveOptions(**_solve_changes(args))
     body = BodyModel(args.body) if args.body else None
     if options.choice.mode == "all":
@@ -231,6 +236,8 @@ def _add_solve_arguments(parser: argparse.ArgumentParser, keep_recorded: bool = 
                            help="use the file's foot contacts (e.g. edited in Blender) instead of finding them")
     group.add_argument("--no-floor", dest="level_floor", action="store_false", default=default("level_floor"),
                        help="keep the camera's axes; don't level the floor")
+    group.add_argument("--no-hands", dest="hands", action="store_false", default=default("hands"),
+                       help="the body alone: no hand landmarks, no fingers, the wrists as the body has them")
     group.add_argument("--device", default=default("device"), help="auto, cpu, cuda or cuda:N" + kept)
     group.add_argument("--body", default=None, help="SMPL .pkl or SMPL-layout .npz (default: bundled body)")
     parser.add_argument("--verbose", action="store_true",

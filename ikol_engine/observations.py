@@ -32,6 +32,10 @@ class Observations:
         frame_times: (T,) each frame's time in the video, seconds (the decoder's
             timestamps, so variable-rate clips keep their timing); None: ``times``
             falls back to ``frame_indices / fps``.
+        hand_landmarks: (T, 2, 21, 3) each hand's landmarks (left, right; MediaPipe's
+            order), metres about the hand's centre, camera axes; hand_pixels:
+            (T, 2, 21, 2); hand_confidence: (T, 2, 21), 0 where a hand was not found;
+            None where the hands were not looked for.
     """
 
     names: tuple[str, ...]
@@ -46,6 +50,9 @@ class Observations:
     twist_confidence: np.ndarray | None = None
     betas: np.ndarray | None = None
     frame_times: np.ndarray | None = None
+    hand_landmarks: np.ndarray | None = None
+    hand_pixels: np.ndarray | None = None
+    hand_confidence: np.ndarray | None = None
 
     @property
     def times(self) -> np.ndarray:

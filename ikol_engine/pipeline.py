@@ -13,6 +13,7 @@ previous file as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -37,6 +38,8 @@ from .people.lookahead import ProvisionalFollow, lookahead_frames, scanned
 from .people.scan import PeopleScan, Scanner, scan_people
 from .regressors import create_regressor, layout_for
 from .regressors.base import KeypointFrames, Regressor
+from .regressors.blazepose.hands import HandFrames, HandLandmarker
+from .skeleton import hands
 from .track.options import Progress, SolveOptions, TrackError
 from .track.solve import Solution, solve_observations
 from .video.decode import Frame, VideoInfo, check_fps, frame_range, iter_frames, prefetched, probe
@@ -63,6 +66,8 @@ class AnalyzeOptions:
             id from ``ikol-engine people``, ``X,Y`` (whose box holds that pixel in the
             first frame anyone is seen), or ``all`` (:func:`analyze_people`); see
             :mod:`.people.selection`.
+        hands: find each hand's landmarks too (MediaPipe Hands on crops around the
+            body's hands; BlazePose only), for the fingers.
 
     Every value is checked on construction, before any frame is decoded.
     """
@@ -75,6 +80,7 @@ class AnalyzeOptions:
     batch_size: int | None = None
     fps: float | None = None
     person: str = "auto"
+    hands: bool = True
 
     def __post_init__(self) -> None:
         for label, value in (("start", self.start_s), ("end", self.end_s)):
@@ -92,6 +98,8 @@ class AnalyzeOptions:
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool)
                                             or self.batch_size < 1):
             raise ValueError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.hands, bool):
+            raise ValueError(f"hands must be true or false, got {self.hands!r}")
         if not isinstance(self.person, str):
             raise ValueError(f"person must be a string (auto, all, an id or X,Y), got {self.person!r}")
         parse_person(self.person)
@@ -132,13 +140,13 @@ def regress_video(video: str | Path, options: AnalyzeOptions = AnalyzeOptions(),
             (without ``options.fps``), or the range is empty.
         RegressorError: the regressor cannot start (e.g. a missing model file).
     """
-    with _regressor(options) as regressor:
+    with _regressor(options) as regressor, _hand_landmarker(options) as landmarker:
         info = probe(video, options.fps)
         start, end = frame_range(info, options.start_s, options.end_s)
         frames = prefetched(iter_frames(video, start, end, options.stride, fps=options.fps))
         views = ((frame, frame.image if follow is None else follow.view(frame.index, frame.image)
                   if follow.covers(frame.index) else None) for frame in frames)
-        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress)
+        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress, landmarker)
     if follow is not None:
         run = run.kept(follow)
     return run.observations(Path(video), info, options)
@@ -157,7 +165,7 @@ def _regress_finding_people(video: Path, options: AnalyzeOptions, progress: Prog
     Raises:
         as :func:`regress_video` and :func:`find_people`.
     """
-    with _regressor(options) as regressor:
+    with _regressor(options) as regressor, _hand_landmarker(options) as landmarker:
         info = probe(video, options.fps)
         start, end = frame_range(info, options.start_s, options.end_s)
         scanner = Scanner(info, start, end)
@@ -166,7 +174,7 @@ def _regress_finding_people(video: Path, options: AnalyzeOptions, progress: Prog
         stream = prefetched(scanned(frames, scanner, lookahead_frames(scanner)))
         views = ((frame, follow.view(frame, people)) for frame, people in stream
                  if (frame.index - start) % options.stride == 0)
-        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress)
+        run = _regressed(regressor, views, len(range(start, end, options.stride)), progress, landmarker)
     scan, [person] = find_people(video, options, scan=scanner.result())
     serial = next(serial for serial, track in scanner.kept().items() if track.id == person.id)
     if not follow.follows(serial):
@@ -180,26 +188,42 @@ def _regressor(options: AnalyzeOptions) -> Regressor:
                             batch_size=options.batch_size)
 
 
+def _hand_landmarker(options: AnalyzeOptions) -> HandLandmarker | contextlib.nullcontext[None]:
+    """The hands' landmarker, where asked for and the regressor's keypoints are BlazePose's
+    (whose wrists and knuckles place the hands' crops); else a stand-in that gives None."""
+    if not options.hands or options.regressor != "blazepose":
+        return contextlib.nullcontext()
+    return HandLandmarker()
+
+
 @dataclass(frozen=True)
 class _Regressed:
     """What a regressor pass saw: every frame decoded, and the poses of those it was shown.
 
     Attributes:
         found: the regressor's output on the frames shown, in order.
+        hands: the hands' landmarks on the same frames, or None.
         rows: (N,) positions of those frames among ``indices``.
         indices, times: (T,) every frame's index and time.
         promised: the frames the container promised in the range.
     """
 
     found: KeypointFrames
+    hands: HandFrames | None
     rows: np.ndarray
     indices: np.ndarray
     times: np.ndarray
     promised: int
 
     def kept(self, plan: FollowPlan) -> _Regressed:
-        """The poses that are the followed person's (:func:`.people.follow.keep_chosen`)."""
-        return dataclasses.replace(self, found=keep_chosen(plan, self.indices[self.rows], self.found))
+        """The poses that are the followed person's (:func:`.people.follow.keep_chosen`), and their hands."""
+        found = keep_chosen(plan, self.indices[self.rows], self.found)
+        if self.hands is None:
+            return dataclasses.replace(self, found=found)
+        kept_hands = HandFrames(self.hands.image_keypoints, self.hands.world_keypoints,
+                                np.where(found.detected[:, None, None], self.hands.confidence, 0.0),
+                                self.hands.label_agrees)
+        return dataclasses.replace(self, found=found, hands=kept_hands)
 
     def observations(self, video: Path, info: VideoInfo, options: AnalyzeOptions) -> tuple[Observations, VideoRead]:
         read = VideoRead(frames_promised=self.promised, frames_decoded=len(self.indices))
@@ -207,19 +231,38 @@ class _Regressed:
             log.warning(f"{video.name}: the container promised {read.frames_promised} frames here but only "
                         f"{read.frames_decoded} decoded (cut off or damaged); analysed those {read.frames_decoded}")
         frames = spread(self.found, self.rows, len(self.indices))
+        hand_arrays = {}
+        if self.hands is not None:
+            def placed(values: np.ndarray) -> np.ndarray:
+                out = np.zeros((len(self.indices), *values.shape[1:]), np.float32)
+                out[self.rows] = values
+                return out
+            hand_arrays = {"hand_landmarks": placed(self.hands.world_keypoints),
+                           "hand_pixels": placed(self.hands.image_keypoints),
+                           "hand_confidence": placed(self.hands.confidence)}
         observed = Observations(names=frames.keypoint_names, keypoints=frames.keypoints, confidence=frames.confidence,
                                 image=frames.image_keypoints, detected=frames.detected, frame_indices=self.indices,
                                 fps=info.fps / options.stride, image_size=(info.width, info.height), twist=frames.twist,
-                                twist_confidence=frames.twist_confidence, betas=frames.betas, frame_times=self.times)
+                                twist_confidence=frames.twist_confidence, betas=frames.betas, frame_times=self.times,
+                                **hand_arrays)
         return observed, read
 
 
 def _regressed(regressor: Regressor, views: Iterable[tuple[Frame, np.ndarray | None]], total: int,
-               progress: Progress | None) -> _Regressed:
+               progress: Progress | None, landmarker: HandLandmarker | None = None) -> _Regressed:
     """Runs ``regressor`` on each frame's view ((H, W, 3) uint8 RGB; None: a gap), in
-    batches of the size the backend takes; ``total``: the frames expected, for progress."""
+    batches of the size the backend takes, and ``landmarker`` on the same views where given;
+    ``total``: the frames expected, for progress."""
     report = progress or (lambda stage, done, total: None)
     parts: list[KeypointFrames] = []
+    hand_parts: list[HandFrames] = []
+
+    def run(images: list[np.ndarray]) -> None:
+        part = regressor(images)
+        parts.append(part)
+        if landmarker is not None:
+            hand_parts.append(landmarker(images, part.image_keypoints, part.confidence))
+
     indices: list[int] = []
     times: list[float] = []
     rows: list[int] = []
@@ -233,14 +276,15 @@ def _regressed(regressor: Regressor, views: Iterable[tuple[Frame, np.ndarray | N
             rows.append(len(indices) - 1)
             batch.append(image)
             if len(batch) == per_call:
-                parts.append(regressor(batch))
+                run(batch)
                 batch.clear()
         report("regress", len(indices), total)
     if batch:
-        parts.append(regressor(batch))
+        run(batch)
     names = regressor.keypoint_names
     found = KeypointFrames.concatenate(parts) if parts else _nobody(names, 0)
-    return _Regressed(found, np.asarray(rows, dtype=np.int64), np.asarray(indices, dtype=np.int64),
+    found_hands = None if landmarker is None else HandFrames.concatenate(hand_parts) if hand_parts else HandFrames.empty(0)
+    return _Regressed(found, found_hands, np.asarray(rows, dtype=np.int64), np.asarray(indices, dtype=np.int64),
                       np.asarray(times, dtype=np.float64), total)
 
 
@@ -387,7 +431,8 @@ def refine(source: str | Path, output: str | Path, solve_options: SolveOptions |
                       confidence=confidence, image=old.image_keypoints, detected=confidence.sum(axis=1) > 0,
                       frame_indices=old.frame_indices, fps=old.fps, image_size=(int(image_size[0]), int(image_size[1])),
                       twist=old.regressor_twist, twist_confidence=old.regressor_twist_confidence,
-                      betas=old.regressor_betas, frame_times=old.times)
+                      betas=old.regressor_betas, frame_times=old.times, hand_landmarks=old.hand_landmarks,
+                      hand_pixels=old.hand_landmark_pixels, hand_confidence=old.hand_landmark_confidence)
     if solve_options.keep_contacts and old.contacts is None:
         raise TrackError(f"{source}: the motion file has no foot contacts to keep (written before schema 4); "
                          "refine once without keep_contacts")
@@ -445,4 +490,20 @@ def _motion(track: Observations, solution: Solution, body: BodyModel, run: dict[
         regressor_confidence=track.confidence, image_keypoints=track.image, options=run,
         source_video=source_video, source_sha256=source_sha256, engine_version=__version__,
         regressor_twist=track.twist, regressor_twist_confidence=track.twist_confidence, regressor_betas=track.betas,
-        person_boxes=person_boxes, contacts=solution.contacts)
+        person_boxes=person_boxes, contacts=solution.contacts, **_hand_keys(track, solution, body))
+
+
+def _hand_keys(track: Observations, solution: Solution, body: BodyModel) -> dict[str, np.ndarray]:
+    """The motion file's hand keys: the landmarks where they were found, the fingers where solved."""
+    keys = {}
+    if track.hand_landmarks is not None:
+        keys = {"hand_landmarks": track.hand_landmarks, "hand_landmark_pixels": track.hand_pixels,
+                "hand_landmark_confidence": track.hand_confidence}
+    fingers = solution.fingers
+    if fingers is not None:
+        betas = torch.from_numpy(solution.betas)[None]
+        keys |= {"hand_joint_names": np.array(hands.HAND_JOINT_NAMES), "hand_parents": np.array(hands.FILE_HAND_PARENTS),
+                 "hand_rest_joints": body.rest_finger_joints(betas)[0].numpy(),
+                 "skin_weights_with_fingers": body.skin_weights_with_fingers, "hand_rotations": fingers.rotations,
+                 "hand_valid": fingers.seen, "hand_residual_mm": fingers.residual_mm}
+    return keys

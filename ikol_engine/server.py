@@ -15,12 +15,13 @@ echoed in every event about that request. Unknown parameters are refused.
 * ``analyze``: ``video``, ``output`` (paths; relative ones are taken from the server's
   working directory), ``options`` {``start_s``, ``end_s``, ``stride``,
   ``model_complexity``, ``regressor``, ``batch_size``, ``fps`` (the real frame rate, for
-  a container stating a broken one)}, ``solve`` {the fields of
+  a container stating a broken one), ``hands`` (false: no hand landmarks)}, ``solve`` {the fields of
   :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
   ``fov_deg`` (null: estimated), ``focal_mm``, ``sensor_mm``, ``reprojection``,
   ``foot_lock``, ``contact_speed``, ``contact_image_speed``, ``contact_height``,
-  ``keep_contacts``, ``level_floor``, ``device``}, ``body`` (SMPL file; null: bundled body).
+  ``keep_contacts``, ``level_floor``, ``hands`` (false: no fingers), ``device``}, ``body`` (SMPL file; null:
+  bundled body).
   ``options`` and ``solve`` are optional objects, each missing field takes its default.
   Every option is checked as the request is read, and the device and the body file
   before the job is queued, so a bad one is answered at once with an ``error`` event,

@@ -151,6 +151,8 @@ def solve_hand(
     damping: float = 1e-7,
     wrist_rotation: torch.Tensor | None = None,
     wrist_weight: float = 1.0,
+    reference: torch.Tensor | None = None,
+    reference_weight: float = 0.0,
 ) -> HandIKResult:
     """Solves one hand's wrist orientation and finger rotations for its 21 keypoints.
 
@@ -169,6 +171,8 @@ def solve_hand(
         wrist_rotation: (B, 3, 3) the wrist's global orientation to hold the hand at (the
             body's), pulled towards with ``wrist_weight``, its position the wrist target's;
             None: the hand's orientation and position are solved too.
+        reference: (B, 15, 3, 3) finger rotations each frame is pulled towards with
+            ``reference_weight`` (a temporal term: a first pass's, smoothed), or None.
     """
     batch = targets.shape[0]
     if targets.shape[1:] != (hands.NUM_HAND_KEYPOINTS, 3) or confidence.shape != targets.shape[:2]:
@@ -179,18 +183,19 @@ def solve_hand(
     offsets = _offsets(rest, tree)
     limits = finger_limits(rest.mean(0), side, limit_weight).to(targets.device, targets.dtype)
     rotations, wrist = _start_pose(targets, confidence, offsets, tree, limits, wrist_rotation)
-    reference, reference_weight = None, 0.0
+    pulls = torch.zeros(hands.HAND_NUM_JOINTS, dtype=targets.dtype, device=targets.device)
     if wrist_rotation is not None:
-        reference = rotations
-        reference_weight = torch.zeros(hands.HAND_NUM_JOINTS, dtype=targets.dtype, device=targets.device)
-        reference_weight[0] = wrist_weight
+        pulls[0] = wrist_weight
+    if reference is not None:
+        pulls[1:] = reference_weight
+    towards = torch.cat([rotations[:, :1], rotations[:, 1:] if reference is None else reference.to(targets.dtype)], 1)
     bone_axes = torch.nn.functional.normalize(offsets[:, list(hands.HAND_BONE_CHILD)], dim=-1)
     zeros = targets.new_zeros(batch, hands.HAND_NUM_JOINTS - 1)
     problem = Problem(
         targets=targets, weights=confidence, offsets=offsets, twist=zeros,
         twist_weights=zeros + twist_weight, twist_axes=bone_axes, prior_weight=prior_weight, damping=damping,
         tree=tree, layout=tree_layout(hands.HAND_PARENTS[:hands.HAND_NUM_JOINTS], targets.device),
-        reference=reference, reference_weight=reference_weight,
+        reference=towards if bool(pulls.any()) else None, reference_weight=pulls,
         limits=limits)
     state = linearize(rotations, wrist, torch.full((batch,), damping, dtype=targets.dtype, device=targets.device),
                       problem)

@@ -49,6 +49,8 @@ class SolveOptions:
         keep_contacts: refine with the motion file's own contacts (e.g. edited in
             Blender) instead of detecting them again.
         level_floor: turn the scene so that the floor found under the feet is y = 0.
+        hands: solve the fingers where the clip has hand landmarks and the body has
+            finger joints (False: the body alone).
         device: "auto", "cpu", "cuda" or "cuda:N" (spelling checked here; whether it
             exists, by :func:`~ikol_engine.common.devices.resolve_device`).
 
@@ -75,6 +77,7 @@ class SolveOptions:
     contact_height: float = 0.05
     keep_contacts: bool = False
     level_floor: bool = True
+    hands: bool = True
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -97,7 +100,7 @@ class SolveOptions:
             if not MIN_FOV_DEG <= lens_fov <= MAX_FOV_DEG:
                 raise TrackError(f"a {self.focal_mm:g} mm lens on a {self.sensor_mm:g} mm sensor sees {lens_fov:.2f} "
                                  f"degrees; the field of view must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g}")
-        for name in ("level_floor", "keep_contacts"):
+        for name in ("level_floor", "keep_contacts", "hands"):
             if not isinstance(getattr(self, name), bool):
                 raise TrackError(f"{name} must be true or false, got {getattr(self, name)!r}")
         try:

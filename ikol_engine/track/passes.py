@@ -23,7 +23,7 @@ from ..ik import solve
 from ..ik.solver import IKResult
 from ..ik.twist_estimate import estimate_twist
 from ..observations import TwistSides
-from .filtering import one_euro_forward_backward, quaternion_continuity, running_median
+from .filtering import DESPIKE_FRAMES, running_median, smoothed_quaternions
 from .options import Progress, SolveOptions
 
 # Frames solved in one batch: large enough to amortise Python overhead, small enough
@@ -35,9 +35,6 @@ _SEED_ITERATIONS = 2
 #: (the sample's mean residual and largest frame-to-frame turn came out the same as with
 #: every step taken).
 PASS_TOLERANCE = 1e-2
-# Frames in the running median that removes spikes from observed twist and from the
-# rotations the temporal term pulls towards (about 0.23 s at 30 fps).
-_DESPIKE_FRAMES = 7
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,7 @@ def passes_with_twist_sides(targets: np.ndarray, confidence: np.ndarray, observe
 
     def twists(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         twist, twist_confidence = estimate_twist(pose, offsets_b, sides, rest_sides, carriers, side_confidence)
-        return torch.from_numpy(_despike(twist.numpy(), _DESPIKE_FRAMES)), twist_confidence
+        return torch.from_numpy(_despike(twist.numpy(), DESPIKE_FRAMES)), twist_confidence
 
     # The first two passes only seed the twist estimate: a couple of steps get them
     # close enough, and the last pass, warm-started, spends the full count.
@@ -191,13 +188,12 @@ def _despike(angles: np.ndarray, window: int) -> np.ndarray:
 def smoothed_rotations(rotations: torch.Tensor, fps: float, options: SolveOptions) -> torch.Tensor:
     """(T, 24, 3, 3) rotations filtered through continuous quaternions -> (T, 24, 3, 3).
 
-    Spikes go first (a running median): a joint that flips for a frame or two (a nearly
-    straight arm whose bend, and so whose twist, the keypoints barely show) would
-    otherwise stay in the low-passed reference, smeared over its neighbours, and the
-    temporal term would pull the frames around it towards the flip. On the Sports2D
-    sample this lowered the 99th percentile of the frame-to-frame joint turns from 53 to
-    42 degrees, with the mean residual 0.15 mm higher.
+    Spikes go first (:func:`.filtering.smoothed_quaternions`): a joint that flips for a
+    frame or two (a nearly straight arm whose bend, and so whose twist, the keypoints
+    barely show) would otherwise pull the frames around it towards the flip through the
+    temporal term. On the Sports2D sample this lowered the 99th percentile of the
+    frame-to-frame joint turns from 53 to 42 degrees, with the mean residual 0.15 mm higher.
     """
-    quat = quaternion_continuity(roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64))
-    smooth = one_euro_forward_backward(running_median(quat, _DESPIKE_FRAMES), fps, options.filter_params())
-    return roma.unitquat_to_rotmat(torch.nn.functional.normalize(torch.from_numpy(smooth).float(), dim=-1))
+    quat = roma.rotmat_to_unitquat(rotations).numpy().astype(np.float64)
+    smooth = smoothed_quaternions(quat, fps, options.filter_params(), DESPIKE_FRAMES)
+    return roma.unitquat_to_rotmat(torch.from_numpy(smooth).float())

@@ -33,11 +33,14 @@ from ..body.model_file import SMPL_NUM_VERTICES
 from ..ik import fit_shape, shape_fit_report
 from ..ik.solver import default_body
 from ..observations import KeypointLayout, Observations
+from ..skeleton import hands
 from ..skeleton.groups import group_weights
-from ..skeleton.kinematics import rest_offsets
+from ..skeleton.kinematics import forward_kinematics, rest_offsets
 from ..skeleton.tree import SMPL_TREE
 from .cleanup import gap_runs
+from .camera import Camera
 from .clip import CleanClip, clean_clip
+from .fingers import Fingers, solve_fingers
 from .filtering import quaternion_continuity
 from .options import Progress, SolveOptions, TrackError
 from .grounding import ground_clip, grounding_terms
@@ -67,6 +70,7 @@ class Solution:
         swapped: (T,) frames where some body part's sides were swapped back; held: (T,) frames in a
         dropout too long to interpolate; contacts: (T, 4) bool, the foot points at rest
         (:data:`~ikol_engine.ik.world_terms.FOOT_KEYPOINTS`); info: what the run found (JSON-able).
+        fingers: both hands' finger joints (:mod:`.fingers`), or None where not solved.
     """
 
     rotations: np.ndarray
@@ -85,6 +89,7 @@ class Solution:
     held: np.ndarray
     contacts: np.ndarray
     info: dict[str, Any]
+    fingers: Fingers | None = None
 
 
 def solve_observations(observed: Observations, layout: KeypointLayout, options: SolveOptions = SolveOptions(),
@@ -138,6 +143,10 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
                             observed.image_size, observed.fps, options, focal_px,
                             None if contacts is None else np.asarray(contacts, dtype=bool)[valid])
     solved = last_pass(prepared, *grounding_terms(grounding, options), options, report)
+    fingers = _fingers(observed, valid, solved.rotations, solved.keypoints, betas, body, grounding.camera, options)
+    if fingers is not None:
+        solved = dataclasses.replace(solved, rotations=fingers.body_rotations, keypoints=_keypoints(
+            fingers.body_rotations, solved.translation, rest))
     placed = place_in_scene(solved.rotations, solved.translation, solved.keypoints,
                             targets + grounding.placement[:, None], grounding.ground, rest[0], options.level_floor)
     info: dict[str, Any] = {"frames": len(valid), "detected": int(person.sum()), "rejected": rejected,
@@ -146,6 +155,8 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
                             "swapped": int(clip.swapped.sum()), "dropouts": [list(run) for run in gap_runs(valid)],
                             "floor": placed.floor, "keypoints": layout.name, "shape": shape_source,
                             "shape_fit_mm": shape_fit, **grounding.info()}
+    if fingers is not None:
+        info["hands"] = fingers.info
     return Solution(
         rotations=valid_quaternions(placed.rotations, valid), translation=spread_valid(placed.translation, valid),
         valid=valid, residual_mm=spread_valid(solved.residual * 1000.0, valid), betas=betas.numpy(),
@@ -154,7 +165,36 @@ def solve_observations(observed: Observations, layout: KeypointLayout, options: 
         keypoints=spread_valid(placed.keypoints, valid),
         local_keypoints=spread_valid(solved.keypoints - grounding.placement[:, None], valid),
         raw_targets=spread_valid(raw_targets, valid), swapped=clip.swapped, held=clip.held,
-        contacts=spread_valid(grounding.contacts, valid, bool), info=info)
+        contacts=spread_valid(grounding.contacts, valid, bool), info=info, fingers=fingers)
+
+
+def _keypoints(rotations: np.ndarray, translation: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """(V, 29, 3) the keypoints of (V, 24, 3, 3) rotations at (V, 3) translations for (29, 3) rest keypoints."""
+    rotations_t = torch.from_numpy(rotations).float()
+    offsets = rest_offsets(torch.from_numpy(rest)[None], SMPL_TREE).expand(len(rotations), -1, -1)
+    _, keypoints = forward_kinematics(rotations_t, offsets, torch.from_numpy(translation).float(), SMPL_TREE)
+    return keypoints.numpy()
+
+
+def _fingers(observed: Observations, valid: np.ndarray, rotations: np.ndarray, keypoints: np.ndarray,
+             betas: torch.Tensor, body: BodyModel, camera: Camera, options: SolveOptions) -> Fingers | None:
+    """Both hands' fingers on the body solved in the camera's frame ((V, 24, 3, 3) rotations,
+    (V, 29, 3) keypoints), or None where not asked for or nothing to solve them from; the
+    info says how far the solved hands reproject from their landmarks' pixels."""
+    if not options.hands or observed.hand_landmarks is None or not body.has_hands:
+        return None
+    rest_hands = body.rest_hand_keypoints(betas[None])[0].numpy()
+    fingers = solve_fingers(observed.hand_landmarks, observed.hand_confidence, rotations, keypoints, valid,
+                            rest_hands, observed.fps, options)
+    order = list(hands.MEDIAPIPE_TO_HAND)
+    for side, name in enumerate(hands.SIDES):
+        seen = fingers.seen[:, side]
+        if seen.any():
+            error = np.linalg.norm(camera.project(fingers.keypoints[seen, side])
+                                   - observed.hand_pixels[seen, side][:, order], axis=-1)
+            fingers.info[name]["pixel_error_median"] = round(float(np.median(error)), 2)
+            fingers.info[name]["pixel_error_p95"] = round(float(np.percentile(error, 95)), 2)
+    return fingers
 
 
 def _clip_shape(clip: CleanClip, observed: Observations, layout: KeypointLayout, body: BodyModel,

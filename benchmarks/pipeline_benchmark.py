@@ -6,7 +6,8 @@ finds the people on the frames it decodes for BlazePose: median of ANALYZE_RUNS)
 ``--person all`` (every person: its time per person against the one-person run), and
 measures jitter (mean joint acceleration) of the raw keypoints against the final motion
 (about the person's placement in the camera, and in the scene),
-and ``refine`` of a 1,000-frame motion file (the sample's, played back and forth).
+and ``refine`` of a 1,000-frame motion file (the sample's, played back and forth). The body
+alone (``hands=False``): what the fingers add is benchmarks/hands_benchmark.py's.
 Writes benchmarks/results/pipeline.json and pipeline.md.
 
 Usage: python benchmarks/pipeline_benchmark.py [--model-complexity N] [--device auto|cpu|cuda]
@@ -57,7 +58,8 @@ def lengthened(motion: Motion, frames: int) -> Motion:
     arrays = {name: getattr(motion, name)[order] for name in _PER_FRAME}
     arrays["frame_indices"] = np.arange(frames)
     arrays["frame_times"] = np.arange(frames) / motion.fps
-    for name in ("person_boxes", "contacts"):
+    for name in ("person_boxes", "contacts", "hand_landmarks", "hand_landmark_pixels", "hand_landmark_confidence",
+                 "hand_rotations", "hand_valid", "hand_residual_mm"):
         if getattr(motion, name) is not None:
             arrays[name] = getattr(motion, name)[order]
     return dataclasses.replace(motion, **arrays)
@@ -79,7 +81,8 @@ def main() -> None:
     video = samples.demo_video()
     info = probe(video)
     decode_s, frames = timed(lambda: sum(1 for _ in iter_frames(video)))
-    options = AnalyzeOptions(model_complexity=args.model_complexity)
+    # The body alone: the fingers' cost is hands_benchmark.py's.
+    options = AnalyzeOptions(model_complexity=args.model_complexity, hands=False)
     solve_options = SolveOptions(device=args.device)
     people_s, (scan, [person]) = timed(lambda: find_people(video, options))  # decode + detector + tracker
     plan = FollowPlan.make(person, scan.tracks, scan.step, scan.start, scan.end)

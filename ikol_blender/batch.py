@@ -138,6 +138,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "a wrong one")
     engine.add_argument("--model-complexity", type=int, choices=(0, 1, 2),
                         help="BlazePose model: 0 lite, 1 full, 2 heavy")
+    engine.add_argument("--no-hands", dest="hands", action="store_false",
+                        help="the body alone: no hand landmarks, no finger bones (faster)")
     engine.add_argument("--person", metavar="auto|ID|X,Y|all",
                         help="whom to follow in each video: auto (present longest, the default), an id from "
                              "`ikol-engine people`, X,Y (whose box holds that pixel in the first frame anyone is "
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     options = engine_process.AnalyzeOptions(start=args.start, end=args.end, iterations=args.iterations,
                                             device=args.device, fov=args.fov, focal_mm=args.focal_mm,
                                             model_complexity=args.model_complexity, fps=args.fps,
-                                            person=args.person)
+                                            person=args.person, hands=args.hands)
     try:
         options.check()
         if options.person == "all" and (args.ray is not None or args.retarget):

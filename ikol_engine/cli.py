@@ -98,7 +98,8 @@ def _analyze(args: argparse.Namespace) -> int:
     # Every setting is checked here, before the video is opened.
     options = AnalyzeOptions(start_s=args.start, end_s=args.end, stride=args.stride,
                              model_complexity=args.model_complexity, regressor=args.regressor,
-                             batch_size=args.batch_size, fps=args.fps, person=args.person, hands=args.hands)
+                             batch_size=args.batch_size, fps=args.fps, person=args.person, hands=args.hands,
+                             hand_step=args.hand_step)
     solve_options = SolveOptions(**_solve_changes(args))
     body = BodyModel(args.body) if args.body else None
     if options.choice.mode == "all":
@@ -289,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="whom to follow: auto (present longest), an id from `people`, X,Y (whose box holds "
                               "that pixel in the first frame anyone is seen), or all (one file per person: -o is "
                               "then a folder of VIDEO-STEM_personID.npz)")
+    analyze.add_argument("--hand-step", type=int, default=1,
+                         help="look for the hands in every N-th frame, bridged between (2: half the hands' cost, "
+                              "jerkier fingers)")
     _add_solve_arguments(analyze)
     analyze.set_defaults(run=_analyze)
 

@@ -15,8 +15,8 @@ echoed in every event about that request. Unknown parameters are refused.
 * ``analyze``: ``video``, ``output`` (paths; relative ones are taken from the server's
   working directory), ``options`` {``start_s``, ``end_s``, ``stride``,
   ``model_complexity``, ``regressor``, ``batch_size``, ``fps`` (the real frame rate, for
-  a container stating a broken one), ``hands`` (false: no hand landmarks)}, ``solve`` {the fields of
-  :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
+  a container stating a broken one), ``hands`` (false: no hand landmarks), ``hand_step``},
+  ``solve`` {the fields of :class:`~ikol_engine.track.options.SolveOptions`: ``iterations``, ``smoothing``,
   ``beta``, ``torso``, ``arms``, ``legs``, ``head``, ``twist_weight``, ``max_gap_s``,
   ``fov_deg`` (null: estimated), ``focal_mm``, ``sensor_mm``, ``reprojection``,
   ``foot_lock``, ``contact_speed``, ``contact_image_speed``, ``contact_height``,

@@ -41,6 +41,9 @@ def test_detect_mapping_picks_the_rig_family(names, expected):
     assert set(chosen.values()) <= set(names) or expected == "rigify_metarig"
     if expected == "mixamo":
         assert chosen["Pelvis"] == "mixamorig1:Hips" and chosen["L_Hip"] == "mixamorig1:LeftUpLeg"
+    # Of the fingers, only those the rig has bones for (the Mixamo and UE5 lists hold one each).
+    fingers = [joint for joint in chosen if joint in mapping.FINGER_JOINT_NAMES]
+    assert len(fingers) == {"mixamo": 2, "ue5": 2, "smplx": 0}.get(expected, 0) or expected == "rigify_metarig"
 
 
 def test_detect_mapping_refuses_an_unknown_rig():
@@ -61,7 +64,11 @@ def test_validate_names_the_bad_entry():
 
 def test_mapping_file_round_trip_and_bad_files(tmp_path):
     path = mapping.save_mapping(tmp_path / "ue5.json", mapping.UE5)
-    assert mapping.load_mapping(path, UE5_NAMES) == mapping.UE5
+    with_fingers = UE5_NAMES + [mapping.UE5[joint] for joint in mapping.FINGER_JOINT_NAMES]
+    assert mapping.load_mapping(path, with_fingers) == mapping.UE5
+    # A file names its bones: a rig without the fingers it maps is refused, as for any bone.
+    with pytest.raises(mapping.MappingError, match="ue5.json: the armature has no bone 'index_02_l'"):
+        mapping.load_mapping(path, UE5_NAMES)
     assert not list(tmp_path.glob(".*partial*"))
     (tmp_path / "other.json").write_text(json.dumps({"bones": {"Pelvis": "pelvis"}}))
     with pytest.raises(mapping.MappingError, match="other.json: not an IKOL mapping file"):
@@ -70,7 +77,7 @@ def test_mapping_file_round_trip_and_bad_files(tmp_path):
     with pytest.raises(mapping.MappingError, match="broken.json: cannot read a mapping"):
         mapping.load_mapping(tmp_path / "broken.json")
     with pytest.raises(mapping.MappingError, match="ue5.json: the armature has no bone 'spine_05'"):
-        mapping.load_mapping(path, [name for name in UE5_NAMES if name != "spine_05"])
+        mapping.load_mapping(path, [name for name in with_fingers if name != "spine_05"])
 
 
 def random_rotations(generator: torch.Generator, *shape: int) -> np.ndarray:

@@ -189,10 +189,10 @@ def _finger_excess_deg(motion, body) -> np.ndarray:
 def test_fingers_follow_the_hands_within_their_ranges(analysed, body) -> None:
     _, motion, solution = analysed
     assert motion.has_fingers and solution.fingers is not None
-    frames = len(motion.valid)
+    looked = len(motion.valid) / AnalyzeOptions().hand_step  # the frames the hands were looked for in
     seen = motion.hand_valid
-    # Hands some 30 px long, blurred in the jump: measured 50 and 99 of 159 frames.
-    assert seen[:, 0].sum() >= 0.2 * frames and seen[:, 1].sum() >= 0.45 * frames
+    # Hands some 30 px long, blurred in the jump: found in 31% and 62% of the frames looked at.
+    assert seen[:, 0].sum() >= 0.2 * looked and seen[:, 1].sum() >= 0.45 * looked
     assert _finger_excess_deg(motion, body).max() < 3.0
     camera = Camera.from_focal(*motion.options["image_size"], motion.options["result"]["camera"]["focal_px"])
     order = list(hands.MEDIAPIPE_TO_HAND)
@@ -203,14 +203,14 @@ def test_fingers_follow_the_hands_within_their_ranges(analysed, body) -> None:
         # The hand where the rig holds it (at the body's wrist): measured medians 24.7 and
         # 14.8 px, the body's wrist being that far from the hand's in the image.
         assert np.median(np.linalg.norm(pixels - landmarks, axis=-1)) < 30.0
-        # Its fingers about the wrist: measured 5.5 and 5.8 px.
+        # Its fingers about the wrist: measured 5.5 and 5.1 px.
         about = np.linalg.norm((pixels - pixels[:, :1]) - (landmarks - landmarks[:, :1]), axis=-1)[:, 1:]
         assert np.median(about) < 8.0
         # The body's wrist turned to the palm the landmarks show: 80 and 53 degrees off
-        # before, 13 and 11 after (medians; the turn is smoothed in time).
+        # before, 10 and 7 after (medians; the turn is smoothed in time).
         info = solution.info["hands"][name]
         assert info["wrist_left_deg_median"] < 20.0 < info["wrist_turn_deg_median"]
-    # Smooth fingers: 99% of frame-to-frame finger turns under 20 degrees (measured 11).
+    # Smooth fingers: 99% of frame-to-frame finger turns under 20 degrees (measured 13).
     dots = np.abs((motion.hand_rotations[1:] * motion.hand_rotations[:-1]).sum(-1))
     assert np.percentile(np.degrees(2 * np.arccos(np.clip(dots, 0, 1))), 99) < 20.0
 

@@ -2,8 +2,9 @@
 
 An installed extension carries the engine in ``vendor/`` (see ``build_addon.py``); a
 source checkout has it installed beside. Only :mod:`ikol_engine.motion`,
-:mod:`ikol_engine.track.filtering`, :mod:`ikol_engine.track.ground` and :mod:`ikol_engine.common.atomic_file`
-are used here (numpy and the standard library), so Blender's Python never needs torch.
+:mod:`ikol_engine.track.filtering`, :mod:`ikol_engine.track.ground`, :mod:`ikol_engine.common.atomic_file`
+and the finger joints' names of :mod:`ikol_engine.skeleton.hands` are used here (numpy and the
+standard library), so Blender's Python never needs torch.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ _ADDON = __package__.rpartition(".")[0]  # vendor/ sits beside engine/, at the a
 try:
     from ..vendor.ikol_engine import motion
     from ..vendor.ikol_engine.common import atomic_file
+    from ..vendor.ikol_engine.skeleton import hands
     from ..vendor.ikol_engine.track import filtering, ground
 except ModuleNotFoundError as error:
     # Only a missing vendor folder means "source checkout"; a vendored engine that fails
@@ -20,9 +22,11 @@ except ModuleNotFoundError as error:
         raise
     from ikol_engine import motion
     from ikol_engine.common import atomic_file
+    from ikol_engine.skeleton import hands
     from ikol_engine.track import filtering, ground
 
 CONTACT_NAMES = motion.CONTACT_NAMES
+HAND_JOINT_NAMES = hands.HAND_JOINT_NAMES
 Motion = motion.Motion
 MotionFileError = motion.MotionFileError
 read_motion = motion.read_motion
@@ -32,5 +36,5 @@ atomic_path = atomic_file.atomic_path
 remove_partial_files = atomic_file.remove_partial_files
 Ground = ground.Ground
 
-__all__ = ["CONTACT_NAMES", "Ground", "Motion", "MotionFileError", "atomic_path", "quaternion_continuity",
-           "read_motion", "remove_partial_files", "write_motion"]
+__all__ = ["CONTACT_NAMES", "Ground", "HAND_JOINT_NAMES", "Motion", "MotionFileError", "atomic_path",
+           "quaternion_continuity", "read_motion", "remove_partial_files", "write_motion"]

@@ -110,6 +110,7 @@ class AnalyzeOptions:
     model_complexity: int | None = None
     fps: float | None = None
     person: str | None = None
+    hands: bool = True  # False: --no-hands, the body alone
 
     def check(self) -> None:
         """The engine's own rules for these options, checked without starting it.
@@ -141,7 +142,8 @@ class AnalyzeOptions:
                  "--device": self.device, "--fov": self.fov, "--focal-mm": self.focal_mm,
                  "--model-complexity": self.model_complexity,
                  "--fps": self.fps, "--person": self.person}
-        return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
+        return ([part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
+                + ([] if self.hands else ["--no-hands"]))
 
 
 def check_person(person: str | None) -> None:

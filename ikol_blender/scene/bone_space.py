@@ -9,7 +9,9 @@ points at the child its chain continues through (see :func:`rest_bones`), and it
 is fixed by one rule: the bone's z axis is the body's forward direction (Blender -y)
 made perpendicular to the bone, or the body's up (Blender +z) for bones within 45
 degrees of forward or backward (feet). So a vertical bone has x = the body's left and
-z = forward, which is what Blender gives such a bone at roll 0.
+z = forward, which is what Blender gives such a bone at roll 0. Finger bones (SMPL-H's,
+hanging off the wrists; :func:`rest_bones_with_fingers`) follow the same rules and leave
+the body's bones as they are without them.
 
 Poses. With ``B_j`` a bone's rest orientation in armature space (columns: its x, y, z
 axes) and ``R_j`` the SMPL local rotation of joint ``j`` (in SMPL's world axes), the
@@ -102,6 +104,33 @@ def rest_bones(rest_joints: np.ndarray, parents: np.ndarray) -> RestBones:
     axes_y = np.where(lengths > 1e-9, offsets / np.maximum(lengths, 1e-12), _UP)
     orientations = np.stack([_frame(axis) for axis in axes_y])
     return RestBones(heads, heads + axes_y * np.maximum(lengths, _MIN_LENGTH), orientations)
+
+
+def rest_bones_with_fingers(rest_joints: np.ndarray, parents: np.ndarray, finger_joints: np.ndarray,
+                            finger_parents: np.ndarray) -> RestBones:
+    """The body's bones of :func:`rest_bones`, then the finger bones.
+
+    A finger bone points at the finger's next joint; a fingertip's (the last joint of a
+    finger, a leaf) continues its finger for the length of the phalanx before it. The
+    body's bones are those of the body alone: a wrist, which the fingers give five more
+    children, still points at SMPL's hand joint, so a rig's body is the same with or
+    without fingers.
+
+    Args:
+        rest_joints: (J, 3) the body's rest joint positions, SMPL axes, metres.
+        parents: (J,) their parents, -1 for the root; parents precede children.
+        finger_joints: (F, 3) the finger joints' rest positions, SMPL axes, metres.
+        finger_parents: (F,) each finger joint's parent: an index into the body's joints
+            then the finger joints, earlier than its own (``J + f``).
+    Returns:
+        The J + F rest frames in Blender's axes, the body's first.
+    """
+    body = rest_bones(rest_joints, parents)
+    whole = rest_bones(np.concatenate([rest_joints, finger_joints]), np.concatenate([parents, finger_parents]))
+    fingers = slice(len(body.heads), None)
+    return RestBones(np.concatenate([body.heads, whole.heads[fingers]]),
+                     np.concatenate([body.tails, whole.tails[fingers]]),
+                     np.concatenate([body.orientations, whole.orientations[fingers]]))
 
 
 def pose_from_smpl(rotations: np.ndarray, translation: np.ndarray,

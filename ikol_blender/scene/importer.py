@@ -14,7 +14,10 @@ rig interpolates across them. The per-frame IK residual (mm) is keyed on the sam
 frames as the custom property ``ikol_residual_mm`` of the armature object, where the
 Graph Editor shows bad stretches at a glance. A file with foot contacts keys them on the
 same frames too, as the on/off steps of the properties ``ikol_contact_L_Heel`` and the
-like (:mod:`.contacts`), for the animator to edit and Refine to use.
+like (:mod:`.contacts`), for the animator to edit and Refine to use. A file with fingers
+keys the rig's finger bones on the same frames, by the same conversion as the body's
+(:func:`.bone_space.pose_from_smpl`); a hand not seen in a frame has the rotations the
+engine held for it there.
 
 Camera: where the file records the camera it was solved with (image size, field of
 view, floor), a camera object is made at that place (:mod:`.camera`), so looking
@@ -103,7 +106,7 @@ def import_motions(context_or_scene: bpy.types.Context | bpy.types.Scene, motion
             armature[MOTION_PROPERTY] = str(path)
             action = keyframes.new_action(armature, title)
             created.append(action)
-            keyframes.write_keys(armature, action, _channels(armature, motion))
+            keyframes.write_keys(armature, action, _channels(armature, motion, motion.has_fingers))
             camera = video_camera(motion)
             if camera is None:  # a file that records no camera: its rig is seen by none
                 pass
@@ -136,7 +139,9 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     The rig, its Action and its F-Curves stay (so do the animator's curve settings);
     only the keys change, the rig then points at the new file, and the import's camera
     moves to where the new solve puts it. A file without foot contacts removes the rig's
-    contact curves, which would no longer describe its motion.
+    contact curves, which would no longer describe its motion; one without fingers removes
+    the finger curves and puts the fingers at rest. A rig built without finger bones keys
+    only its body from a file with fingers.
 
     Raises:
         MotionFileError: the file is missing or malformed.
@@ -147,17 +152,20 @@ def rekey_motion(armature: bpy.types.Object, motion_path: str | Path) -> None:
     animation = armature.animation_data
     if MOTION_PROPERTY not in armature or animation is None or animation.action is None:
         raise ValueError(f"{armature.name} is not a rig imported by IKOL (or has lost its Action)")
-    names = [str(n) for n in motion.joint_names]
-    if any(name not in armature.data.bones for name in names):
+    fingers = motion.has_fingers and all(str(name) in armature.data.bones for name in motion.hand_joint_names)
+    skeleton = rig.joints(motion, fingers)
+    if any(name not in armature.data.bones for name in skeleton.names):
         raise ValueError(f"{armature.name} lacks some of the motion's bones; import it as a new rig")
-    heads = np.array([armature.data.bones[name].head_local for name in names])
-    if np.abs(heads - bone_space.to_blender_axes(motion.rest_joints)).max() > _SAME_SKELETON_M:
+    heads = np.array([armature.data.bones[name].head_local for name in skeleton.names])
+    if np.abs(heads - bone_space.to_blender_axes(skeleton.rest)).max() > _SAME_SKELETON_M:
         raise ValueError(f"{motion_path.name} has another skeleton than {armature.name}; import it as a new rig")
     if not motion.valid.any():
         raise ValueError(f"{motion_path}: no frame has a solved pose; nothing to key")
-    keyframes.rewrite_keys(armature, animation.action, _channels(armature, motion))
+    keyframes.rewrite_keys(armature, animation.action, _channels(armature, motion, fingers))
     if motion.contacts is None:
         contacts.remove_contacts(armature, animation.action)
+    if not fingers:
+        _rest_fingers(armature, animation.action)
     armature[MOTION_PROPERTY] = str(motion_path)
     # The re-solve fitted the floor again, and with it where the camera stands.
     camera, camera_object = video_camera(motion), bpy.data.objects.get(armature.get(CAMERA_PROPERTY, ""))
@@ -191,31 +199,46 @@ def video_note(motion: Motion) -> str:
     return ""
 
 
-def _channels(armature: bpy.types.Object, motion: Motion) -> list[keyframes.Channel]:
-    """The F-Curves of a motion: 4 per bone rotation, 3 for the root location, the residual,
-    and the foot contacts where the file has them."""
-    names = [str(n) for n in motion.joint_names]
+def _channels(armature: bpy.types.Object, motion: Motion, fingers: bool) -> list[keyframes.Channel]:
+    """The F-Curves of a motion: 4 per bone rotation (the fingers' too, with ``fingers``), 3 for
+    the root location, the residual, and the foot contacts where the file has them."""
+    skeleton = rig.joints(motion, fingers)
     valid = motion.valid
     frames = blender_frames(motion)[valid]
     # The bones' stored rest frames (float32) rather than recomputed ones, so keys match
     # exactly the armature Blender evaluates.
-    quaternions, location = bone_space.pose_from_smpl(motion.rotations[valid], motion.translation[valid],
-                                                      rig.rest_orientations(armature, names))
+    quaternions, location = bone_space.pose_from_smpl(skeleton.rotations[valid], motion.translation[valid],
+                                                      rig.rest_orientations(armature, skeleton.names))
     armature[RESIDUAL_PROPERTY] = float(motion.residual_mm[valid][0])
     armature[MEAN_RESIDUAL_PROPERTY] = float(motion.residual_mm[valid].mean())
     armature.id_properties_ui(RESIDUAL_PROPERTY).update(
         description="IKOL: mean distance of the fitted keypoints from the IK targets, mm")
     channels = []
-    for joint, bone in enumerate(names):
-        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]'
+    for joint, bone in enumerate(skeleton.names):
+        path = _bone_path(bone)
         channels += [keyframes.Channel(f"{path}.rotation_quaternion", axis, bone, frames, quaternions[:, joint, axis])
                      for axis in range(4)]
-        if motion.parents[joint] < 0:
+        if skeleton.parents[joint] < 0:
             channels += [keyframes.Channel(f"{path}.location", axis, bone, frames, location[:, axis])
                          for axis in range(3)]
     channels.append(keyframes.Channel(f'["{RESIDUAL_PROPERTY}"]', 0, _RESIDUAL_GROUP, frames,
                                       motion.residual_mm[valid]))
     return channels + contacts.contact_channels(armature, motion, frames)
+
+
+def _bone_path(bone: str) -> str:
+    return f'pose.bones["{bpy.utils.escape_identifier(bone)}"]'
+
+
+def _rest_fingers(armature: bpy.types.Object, action: bpy.types.Action) -> None:
+    """Removes the finger bones' curves and puts them at rest (a motion without fingers replaced the rig's).
+
+    A pose bone keeps the value its removed curve last gave it, so it is reset as well.
+    """
+    bones = rig.finger_bones(armature)
+    keyframes.remove_curves(armature, action, [f"{_bone_path(bone)}.rotation_quaternion" for bone in bones])
+    for bone in bones:
+        armature.pose.bones[bone].rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
 
 
 def _add_camera(camera: VideoCamera, name: str, collection: bpy.types.Collection, video: str | Path | None,

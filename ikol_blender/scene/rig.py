@@ -2,18 +2,23 @@
 
 Bones are named and parented as the motion file says (SMPL's names, those of the
 SMPL/SMPL-X Blender add-on), use quaternion rotation, and have the rest frames of
-:func:`bone_space.rest_bones`. The mesh is the motion's rest mesh, a child of the
-armature with an Armature modifier and one vertex group per bone.
+:func:`bone_space.rest_bones`. A motion with fingers adds SMPL-H's 30 finger bones
+(``left_index1`` .. ``right_thumb3``, hanging off the wrists; rest frames of
+:func:`bone_space.rest_bones_with_fingers`): 54 bones. The mesh is the motion's rest
+mesh, a child of the armature with an Armature modifier and one vertex group per bone,
+weighted by ``skin_weights_with_fingers`` where there are fingers (SMPL's hand bones then
+keep an empty group: the fingers move that skin).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..engine.link import Motion
+from ..engine.link import HAND_JOINT_NAMES, Motion
 from . import bone_space
 
 
@@ -25,6 +30,38 @@ class Rig:
     mesh: bpy.types.Object
 
 
+class Joints(NamedTuple):
+    """The joints a rig's bones stand for, and their motion: the body's, then any fingers'.
+
+    Attributes:
+        names: (J,) bone names.
+        parents: (J,) parent indices into ``names``, -1 for the root; parents come first.
+        rest: (J, 3) rest positions, SMPL axes, metres.
+        rotations: (T, J, 4) local rotations, unit wxyz, as the file holds them.
+    """
+
+    names: list[str]
+    parents: np.ndarray
+    rest: np.ndarray
+    rotations: np.ndarray
+
+
+def joints(motion: Motion, fingers: bool) -> Joints:
+    """``motion``'s body joints, followed with ``fingers`` by its finger joints (which it must have)."""
+    names = [str(name) for name in motion.joint_names]
+    if not fingers:
+        return Joints(names, np.asarray(motion.parents), np.asarray(motion.rest_joints), np.asarray(motion.rotations))
+    return Joints(names + [str(name) for name in motion.hand_joint_names],
+                  np.concatenate([motion.parents, motion.hand_parents]),
+                  np.concatenate([motion.rest_joints, motion.hand_rest_joints]),
+                  np.concatenate([motion.rotations, motion.hand_rotations], axis=1))
+
+
+def finger_bones(armature: bpy.types.Object) -> list[str]:
+    """The rig's finger bones, in SMPL-H's order; none where it was built from a motion without fingers."""
+    return [name for name in HAND_JOINT_NAMES if name in armature.data.bones]
+
+
 def build_rig(motion: Motion, name: str, collection: bpy.types.Collection, view_layer: bpy.types.ViewLayer,
               created: list[bpy.types.ID]) -> Rig:
     """Builds the armature and mesh objects and links them into ``collection``.
@@ -34,7 +71,8 @@ def build_rig(motion: Motion, name: str, collection: bpy.types.Collection, view_
     its bones are made; the other objects' selection is put back afterwards.
 
     Args:
-        motion: the solved clip (its rest joints, parents, names, mesh and weights).
+        motion: the solved clip (its rest joints, parents, names, mesh and weights, and
+            its fingers' where it has them).
         name: name of the armature object and data; the mesh gets ``name + "_body"``.
         collection: where the objects are linked; it must be in ``view_layer`` and visible.
         view_layer: the view layer whose Edit Mode is used.
@@ -43,13 +81,14 @@ def build_rig(motion: Motion, name: str, collection: bpy.types.Collection, view_
     Returns:
         The armature and mesh objects.
     """
-    bones = bone_space.rest_bones(motion.rest_joints, motion.parents)
+    skeleton = joints(motion, motion.has_fingers)
+    bones = _rest_bones(motion)
     armature_data = bpy.data.armatures.new(name)
     created.append(armature_data)
     armature = bpy.data.objects.new(name, armature_data)
     created.append(armature)
     collection.objects.link(armature)
-    _add_bones(armature, bones, [str(n) for n in motion.joint_names], motion.parents, view_layer)
+    _add_bones(armature, bones, skeleton.names, skeleton.parents, view_layer)
     for pose_bone in armature.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
 
@@ -59,7 +98,8 @@ def build_rig(motion: Motion, name: str, collection: bpy.types.Collection, view_
     created.append(mesh)
     collection.objects.link(mesh)
     mesh.parent = armature
-    _add_vertex_groups(mesh, [str(n) for n in motion.joint_names], motion.skin_weights)
+    weights = motion.skin_weights_with_fingers if motion.has_fingers else motion.skin_weights
+    _add_vertex_groups(mesh, skeleton.names, weights)
     modifier = mesh.modifiers.new("Armature", "ARMATURE")
     modifier.object = armature
     return Rig(armature, mesh)
@@ -68,6 +108,13 @@ def build_rig(motion: Motion, name: str, collection: bpy.types.Collection, view_
 def rest_orientations(armature: bpy.types.Object, names: list[str]) -> np.ndarray:
     """(J, 3, 3) rest orientations of the named bones as Blender stores them (float32 precision)."""
     return np.array([[list(row)[:3] for row in armature.data.bones[name].matrix_local[:3]] for name in names])
+
+
+def _rest_bones(motion: Motion) -> bone_space.RestBones:
+    if not motion.has_fingers:
+        return bone_space.rest_bones(motion.rest_joints, motion.parents)
+    return bone_space.rest_bones_with_fingers(motion.rest_joints, motion.parents, motion.hand_rest_joints,
+                                              motion.hand_parents)
 
 
 def _add_bones(armature: bpy.types.Object, bones: bone_space.RestBones, names: list[str], parents: np.ndarray,

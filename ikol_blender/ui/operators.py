@@ -163,6 +163,10 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         name="Person", default="auto",
         description="Whom to follow: auto (present longest), a number from Detect People, X,Y (whose box holds "
                     "that pixel in the first frame anyone is seen), or all (one rig each, one camera)")
+    hands: bpy.props.BoolProperty(
+        name="Fingers", default=True,
+        description="Find the hands too and key finger bones (about half again the time on the CPU); off: the "
+                    "body alone")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.fileselect_add(self)
@@ -201,8 +205,9 @@ class IKOL_OT_import_video(_EngineTaskOperator, bpy.types.Operator):
         task = ImportVideoTask(
             SESSION, video=video, output=output,
             options={"start_s": self.start or None, "end_s": self.end or None,
-                     "model_complexity": int(self.model_complexity), "fps": self.fps or None, "person": person},
-            solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device},
+                     "model_complexity": int(self.model_complexity), "fps": self.fps or None, "person": person,
+                     "hands": self.hands},
+            solve={"iterations": self.iterations, "smoothing": self.smoothing, "device": device, "hands": self.hands},
             body=body)
         return self.run(context, task)
 

@@ -47,7 +47,7 @@ def custom_mapping(settings: IKOL_PG_retarget) -> dict[str, str]:
 
 def _set_pairs(settings: IKOL_PG_retarget, chosen: dict[str, str]) -> None:
     settings.pairs.clear()
-    for joint in mapping.SMPL_JOINT_NAMES:
+    for joint in mapping.JOINT_NAMES:
         pair = settings.pairs.add()
         pair.joint, pair.bone = joint, chosen.get(joint, "")
 
@@ -72,7 +72,9 @@ class IKOL_OT_retarget(bpy.types.Operator):
         except ValueError as error:  # MappingError and RetargetError
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{target.name}: {len(chosen)} bones keyed ({name} mapping) in {action.name}")
+        keyed = apply.keyed_pairs(source, chosen)
+        self.report({"INFO"}, f"{target.name}: {len(keyed)} bones keyed ({name} mapping; "
+                              f"{mapping.finger_note(chosen, keyed)}) in {action.name}")
         return {"FINISHED"}
 
 

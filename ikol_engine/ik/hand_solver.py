@@ -145,6 +145,7 @@ def solve_hand(
     side: int,
     *,
     iterations: int = 20,
+    tolerance: float = 0.0,
     prior_weight: float = 1e-8,
     twist_weight: float = 1e-4,
     limit_weight: float = 1.0,
@@ -168,6 +169,8 @@ def solve_hand(
         rest: (B, 21, 3) or (21, 3) the body's rest hand (BodyModel.rest_hand_keypoints).
         side: 0 the left hand, 1 the right (which way the palm faces in the rest pose).
         iterations: Levenberg-Marquardt steps after the closed-form start.
+        tolerance: stop before ``iterations`` once a step lowers the batch's summed
+            objective by less than this fraction of it (0: every step, as training wants).
         wrist_rotation: (B, 3, 3) the wrist's global orientation to hold the hand at (the
             body's), pulled towards with ``wrist_weight``, its position the wrist target's;
             None: the hand's orientation and position are solved too.
@@ -200,7 +203,11 @@ def solve_hand(
     state = linearize(rotations, wrist, torch.full((batch,), damping, dtype=targets.dtype, device=targets.device),
                       problem)
     for _ in range(iterations):
+        before = state.cost.sum()
         state = levenberg_marquardt_step(state, problem)
+        gain = before - state.cost.sum()
+        if tolerance and 0 < gain <= tolerance * before:
+            break
     _, keypoints = forward_kinematics(state.rotations, offsets, state.translation, tree)
     seen = (confidence > 0).to(targets.dtype)
     residual = ((keypoints - targets).norm(dim=-1) * seen).sum(-1) / seen.sum(-1).clamp(min=1)

@@ -51,14 +51,22 @@ _HEADS = {
 }
 # Arm bone lengths, metres; the arms hang ``arm_drop_deg`` below horizontal.
 _ARM = {"Shoulder": 0.29, "Elbow": 0.26, "Wrist": 0.09}
+# Fingers: where each starts along the hand (from the wrist) and across it (+y: the back
+# of the body), and its three phalanx lengths, metres; the thumb leans forward.
+_FINGERS = {"index": (0.09, -0.03), "middle": (0.09, -0.01), "ring": (0.09, 0.01), "pinky": (0.085, 0.03),
+            "thumb": (0.02, -0.03)}
+_PHALANGES = (0.045, 0.03, 0.022)
+_THUMB_LEAN = np.array([0.0, -0.7, 0.0])
 
 
 def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[str, str] = {},
-             arm_drop_deg: float = 45.0, size: float = 1.0, placement: np.ndarray = np.eye(4)) -> bpy.types.Object:
+             arm_drop_deg: float = 45.0, size: float = 1.0, placement: np.ndarray = np.eye(4),
+             fingers: bool = False) -> bpy.types.Object:
     """An A-posed armature with the given bone names and random rolls.
 
     Args:
-        names: SMPL joint -> bone name, for the 22 body joints (no hands).
+        names: SMPL joint -> bone name, for the 22 body joints (no hands), and with
+            ``fingers`` SMPL-H's 30 finger joints.
         arm_drop_deg: the arms' angle below horizontal at rest (45: an A pose).
         size: scale of the whole skeleton (1: 1.8 m tall).
         placement: (4, 4) the object's world matrix; the bones are stored so that the
@@ -66,9 +74,13 @@ def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[s
             has a 90 degree turn and 0.01 scale here, its bones in y-up centimetres).
         extra: unmapped bones to insert: new bone name -> SMPL joint it is put under,
             between that joint and its children (as UE5's spine_02, spine_04).
+        fingers: give each hand five three-bone fingers, straight along the hand.
     """
     rng = np.random.default_rng(seed)
     heads, tails, parents = _layout(np.radians(arm_drop_deg))
+    if fingers:
+        for layout, more in zip((heads, tails, parents), _finger_layout(np.radians(arm_drop_deg), heads)):
+            layout.update(more)
     to_data = np.linalg.inv(placement)
     heads = {joint: to_data[:3, :3] @ (size * head) + to_data[:3, 3] for joint, head in heads.items()}
     tails = {joint: to_data[:3, :3] @ (size * tail) + to_data[:3, 3] for joint, tail in tails.items()}
@@ -99,6 +111,22 @@ def humanoid(context, names: dict[str, str], name: str, seed: int, extra: dict[s
                 child.parent = inserted
     bpy.ops.object.mode_set(mode="OBJECT")
     return obj
+
+
+def _finger_layout(arm_drop: float, heads: dict) -> tuple[dict, dict, dict]:
+    """Heads, tails and parents of the 30 finger bones by SMPL-H joint name, off the wrists in ``heads``."""
+    finger_heads, finger_tails, parents = {}, {}, {}
+    for side, wrist, sign in (("left", "L_Wrist", 1.0), ("right", "R_Wrist", -1.0)):
+        along = np.array([sign * np.cos(arm_drop), 0.0, -np.sin(arm_drop)])
+        for finger, (start, across) in _FINGERS.items():
+            direction = along + (_THUMB_LEAN if finger == "thumb" else 0.0)
+            direction = direction / np.linalg.norm(direction)
+            head, parent = heads[wrist] + along * start + np.array([0.0, across, 0.0]), wrist
+            for number, length in enumerate(_PHALANGES, start=1):
+                joint = f"{side}_{finger}{number}"
+                finger_heads[joint], finger_tails[joint], parents[joint] = head, head + direction * length, parent
+                head, parent = finger_tails[joint], joint
+    return finger_heads, finger_tails, parents
 
 
 def _layout(arm_drop: float) -> tuple[dict, dict, dict]:

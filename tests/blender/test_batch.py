@@ -31,7 +31,6 @@ from ikol_engine import samples, skeleton
 from ikol_engine.motion import Motion, read_motion
 
 END_S = 1.0
-BONES = len(skeleton.JOINT_NAMES)
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,11 @@ def batch_run(video, tmp_path_factory) -> BatchRun:
 
 def valid_blender_frames(motion: Motion) -> np.ndarray:
     return importer.blender_frames(motion)[motion.valid]
+
+
+def bone_names(motion: Motion) -> list[str]:
+    """The rig's bones: SMPL's 24, and SMPL-H's 30 finger bones where the file has fingers."""
+    return list(skeleton.JOINT_NAMES) + (list(motion.hand_joint_names) if motion.has_fingers else [])
 
 
 def only(objects, kind: str) -> bpy.types.Object:
@@ -127,30 +131,32 @@ def test_blend_reopens_with_the_keyed_rig(batch_run, blank):
     motion = batch_run.motion
     bpy.ops.wm.open_mainfile(filepath=str(batch_run.output / "demo.blend"))
     armature = only(bpy.data.objects, "ARMATURE")
-    assert len(armature.data.bones) == BONES
+    bones = len(bone_names(motion))
+    assert len(armature.data.bones) == bones
     mesh = only(armature.children, "MESH")
     assert len(mesh.data.vertices) == len(motion.mesh_vertices)
     scene = bpy.context.scene
     frames = importer.blender_frames(motion)
     assert (scene.frame_start, scene.frame_end) == (frames[0], frames[-1])
     curves = fcurves(armature)
-    assert len(curves) == 4 * BONES + 3 + 1 + 4  # rotations, root location, residual, foot contacts
+    assert len(curves) == 4 * bones + 3 + 1 + 4  # rotations, root location, residual, foot contacts
     for curve in curves:
         assert np.array_equal(keys(curve)[:, 0], valid_blender_frames(motion))
 
 
 def test_bvh_has_every_bone_and_frame(batch_run, blank):
     motion = batch_run.motion
+    bones = len(bone_names(motion))
     text = (batch_run.output / "demo.bvh").read_text()
     hierarchy, frames_part = text.split("MOTION\n")
-    assert sum(line.split()[0] in ("ROOT", "JOINT") for line in hierarchy.splitlines() if line.strip()) == BONES
+    assert sum(line.split()[0] in ("ROOT", "JOINT") for line in hierarchy.splitlines() if line.strip()) == bones
     header, time_line, *rows = frames_part.splitlines()
     assert header == f"Frames: {len(motion.frame_indices)}" and len(rows) == len(motion.frame_indices)
     assert float(time_line.split()[-1]) == pytest.approx(1 / motion.fps, abs=1e-6)
-    assert {len(row.split()) for row in rows} == {6 * BONES}
+    assert {len(row.split()) for row in rows} == {6 * bones}
     bpy.ops.import_anim.bvh(filepath=str(batch_run.output / "demo.bvh"))
     armature = bpy.context.object
-    assert len(armature.data.bones) == BONES
+    assert len(armature.data.bones) == bones
     assert armature.animation_data.action.frame_range[:] == (1.0, float(len(motion.frame_indices)))
 
 
@@ -158,7 +164,7 @@ def test_fbx_reimports_with_rig_mesh_and_baked_keys(batch_run, blank):
     motion = batch_run.motion
     bpy.ops.import_scene.fbx(filepath=str(batch_run.output / "demo.fbx"))
     armature = only(bpy.data.objects, "ARMATURE")
-    assert sorted(bone.name for bone in armature.data.bones) == sorted(skeleton.JOINT_NAMES)
+    assert sorted(bone.name for bone in armature.data.bones) == sorted(bone_names(motion))
     assert len(only(bpy.data.objects, "MESH").data.vertices) == len(motion.mesh_vertices)
     frames = valid_blender_frames(motion)
     baked = int(frames[-1] - frames[0]) + 1  # one key a frame over the keyed range
@@ -173,7 +179,7 @@ def test_glb_holds_the_skin_and_a_sampled_animation(batch_run):
     chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
     assert chunk_type == b"JSON"
     document = json.loads(data[20:20 + chunk_length])
-    assert len(document["skins"]) == 1 and len(document["skins"][0]["joints"]) == BONES
+    assert len(document["skins"]) == 1 and len(document["skins"][0]["joints"]) == len(bone_names(batch_run.motion))
     (animation,) = document["animations"]
     frames = valid_blender_frames(batch_run.motion)
     times = document["accessors"][animation["samplers"][0]["input"]]
@@ -214,6 +220,12 @@ def test_camera_options_reach_the_engine() -> None:
     arguments = options.arguments()
     assert arguments[arguments.index("--fov") + 1] == "auto"
     assert arguments[arguments.index("--focal-mm") + 1] == "28.0"
+    assert "--no-hands" not in arguments
+
+
+def test_no_hands_reaches_the_engine() -> None:
+    args = batch.build_parser().parse_args(["clip.mp4", "-o", "out", "--no-hands"])
+    assert engine_process.AnalyzeOptions(hands=args.hands).arguments() == ["--no-hands"]
 
 
 @pytest.mark.parametrize("arguments, message", [

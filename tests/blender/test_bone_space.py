@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from finger_motion import global_pose, with_fingers
 from ikol_blender.scene import bone_space
+from ikol_engine.skeleton import hands
 
 MM = 1e-3
 
@@ -117,3 +119,39 @@ def test_hemisphere_of_tiny_inputs(frames):
     q = -np.tile([1.0, 0, 0, 0], (frames, 2, 1))
     assert bone_space.continuous_hemisphere(q).shape == (frames, 2, 4)
     assert (bone_space.continuous_hemisphere(q)[..., 0] >= 0).all()
+
+
+def test_finger_bones_run_down_the_fingers_and_leave_the_body_as_it_was(clip, body):
+    motion = with_fingers(clip.motion, body)
+    fingers = bone_space.rest_bones_with_fingers(motion.rest_joints, motion.parents, motion.hand_rest_joints,
+                                                 motion.hand_parents)
+    alone = bone_space.rest_bones(motion.rest_joints, motion.parents)
+    for mine, theirs in ((fingers.heads, alone.heads), (fingers.tails, alone.tails),
+                         (fingers.orientations, alone.orientations)):
+        np.testing.assert_array_equal(mine[:24], theirs)  # the wrists still point at SMPL's hands
+    frames = fingers.orientations
+    assert len(frames) == 54 and np.abs(frames.transpose(0, 2, 1) @ frames - np.eye(3)).max() < 1e-12
+    np.testing.assert_allclose(fingers.heads[24:], bone_space.to_blender_axes(motion.hand_rest_joints), atol=1e-7)
+    bones = fingers.tails - fingers.heads
+    names = list(motion.hand_joint_names)
+    for finger in hands.FINGERS:
+        first, second, tip = (24 + names.index(f"left_{finger}{k}") for k in (1, 2, 3))
+        # Each bone ends at the finger's next joint; the tip continues the phalanx before it.
+        np.testing.assert_allclose(fingers.tails[[first, second]], fingers.heads[[second, tip]], atol=1e-7)
+        np.testing.assert_allclose(bones[tip], bones[second], atol=1e-7)
+        assert motion.hand_parents[first - 24] == motion.joint_names.tolist().index("L_Wrist")
+
+
+def test_converted_finger_pose_reproduces_the_chain(clip, body):
+    """The body's conversion, applied to all 54 joints, puts every finger head where the file's chain does."""
+    motion = with_fingers(clip.motion, body)
+    bones = bone_space.rest_bones_with_fingers(motion.rest_joints, motion.parents, motion.hand_rest_joints,
+                                               motion.hand_parents)
+    rotations = np.concatenate([motion.rotations, motion.hand_rotations], axis=1)
+    quaternions, location = bone_space.pose_from_smpl(rotations, motion.translation, bones.orientations)
+    heads = bone_space.armature_fk(bones, np.concatenate([motion.parents, motion.hand_parents]), quaternions, location)
+    _, truth = global_pose(motion)
+    error = np.linalg.norm(heads - bone_space.to_blender_axes(truth), axis=-1)
+    print(f"armature FK vs the file's chain, 54 joints: max {error.max() / MM:.5f} mm")
+    assert error.max() < 0.1 * MM
+    assert np.linalg.norm(truth[:, 24:] - truth[:1, 24:], axis=-1).max() > 0.05  # the fingers do move

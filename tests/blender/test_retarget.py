@@ -18,6 +18,7 @@ import ikol_blender
 from blender_curves import fcurves, keys
 from ikol_blender.scene import importer, keyframes
 from ikol_blender.scene.retarget import apply, channels, mapping
+from finger_motion import with_fingers
 from ikol_engine.motion import write_motion
 from retarget_rigs import humanoid, mocap_motion, rigify_rig
 
@@ -28,9 +29,15 @@ FOOT_TOLERANCE_M = 0.05
 HIP_TOLERANCE_M = 0.001
 SAMPLE_EVERY = 4
 UE5_EXTRA = {"spine_02": "Spine1", "spine_04": "Spine2", "neck_02": "Neck"}
+# Rigify's first finger deform bones follow the controls through Stretch To from the palm,
+# which aims a bone without the control's twist about it. A curl about SMPL's palm turns
+# Rigify's fingers (resting a little off SMPL's palm plane) with a small twist, so these
+# aim as the source's and keep within a few degrees of its rotation (6.6 measured).
+FIRST_PHALANX_TWIST_DEG = 8.0
 
 
-def make_target(kind: str, context) -> bpy.types.Object:
+def make_target(kind: str, context, fingers: bool = False) -> bpy.types.Object:
+    """Rigify's generated rig (which has fingers), or a Mixamo or UE5 humanoid, with ``fingers`` or none."""
     if kind == "rigify":
         return rigify_rig(context)
     if kind == "mixamo":
@@ -38,9 +45,10 @@ def make_target(kind: str, context) -> bpy.types.Object:
         placement = np.diag([0.01, 0.01, 0.01, 1.0])
         placement[:3, :3] = 0.01 * np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
         return humanoid(context, mapping.with_prefix(mapping.MIXAMO, "mixamorig:"), "Mixamo", seed=1,
-                        placement=placement)
+                        placement=placement, fingers=fingers)
     # A smaller character with its arms only 20 degrees below horizontal.
-    return humanoid(context, mapping.UE5, "UE5_Mannequin", seed=2, extra=UE5_EXTRA, arm_drop_deg=20.0, size=0.85)
+    return humanoid(context, mapping.UE5, "UE5_Mannequin", seed=2, extra=UE5_EXTRA, arm_drop_deg=20.0, size=0.85,
+                    fingers=fingers)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +59,17 @@ def mocap_file(body, tmp_path_factory):
 @pytest.fixture
 def source(blank, mocap_file):
     return importer.import_motion(blank, mocap_file)
+
+
+@pytest.fixture(scope="module")
+def finger_mocap_file(body, tmp_path_factory):
+    return write_motion(tmp_path_factory.mktemp("retarget_fingers") / "dance_a.npz",
+                        with_fingers(mocap_motion(body), body, curl=True))
+
+
+@pytest.fixture
+def finger_source(blank, finger_mocap_file):
+    return importer.import_motion(blank, finger_mocap_file)
 
 
 def rotation(matrix) -> np.ndarray:
@@ -93,8 +112,10 @@ def test_mapped_bones_turn_as_the_smpl_bones_and_feet_follow(kind, source, blank
     target.location = (1.5, 0.4, 0.0)  # beside the source, on the same floor
     assert kind != "mixamo" or abs(target.matrix_world.to_scale().x - 0.01) < 1e-9
     name, chosen = apply.resolve_mapping(target, "auto")
-    # Every body joint (SMPL's finger bones have no counterpart); Rigify leaves Spine1 out.
-    assert name == kind and len(chosen) == (21 if kind == "rigify" else 22)
+    keyed = apply.keyed_pairs(source, chosen)
+    # Every body joint, Rigify's fingers too, though this source has none; Rigify leaves Spine1 out.
+    assert name == kind and len(keyed) == (21 if kind == "rigify" else 22)
+    assert len(chosen) == len(keyed) + (30 if kind == "rigify" else 0)
     apply.retarget(source, target, chosen)
     scale = rest_leg(target, *(chosen[j] for j in ("L_Hip", "L_Knee", "L_Ankle"))) / rest_leg(
         source, "L_Hip", "L_Knee", "L_Ankle")
@@ -102,7 +123,7 @@ def test_mapped_bones_turn_as_the_smpl_bones_and_feet_follow(kind, source, blank
     org = {"L_Shoulder": "ORG-upper_arm.L", "L_Elbow": "ORG-forearm.L", "R_Hip": "ORG-thigh.R", "R_Knee": "ORG-shin.R"}
     for frame in sampled_frames(blank.scene):
         blank.scene.frame_set(frame)
-        for joint, bone in chosen.items():
+        for joint, bone in keyed.items():
             worst_angle = max(worst_angle, angle_deg(world_delta(source, joint), world_delta(target, bone)))
         if kind == "rigify":  # the deforming chain follows the FK controls (IK/FK switched to FK)
             for joint, bone in org.items():
@@ -121,6 +142,57 @@ def test_mapped_bones_turn_as_the_smpl_bones_and_feet_follow(kind, source, blank
     # legs' proportions (thigh to shin, SMPL's splay), bounded here.
     assert np.abs(np.array(foot_errors) - np.median(foot_errors)).max() <= FOOT_TOLERANCE_M
     assert abs(np.median(foot_errors)) <= FOOT_TOLERANCE_M
+
+
+@pytest.mark.parametrize("kind", ["rigify", "mixamo", "ue5"])
+def test_fingers_turn_as_the_smpl_fingers(kind, finger_source, blank):
+    source = finger_source
+    target = make_target(kind, blank, fingers=True)
+    name, chosen = apply.resolve_mapping(target, "auto")
+    fingers = {joint: bone for joint, bone in chosen.items() if joint in mapping.FINGER_JOINT_NAMES}
+    assert name == kind and len(fingers) == 30 and apply.keyed_pairs(source, chosen) == chosen
+    assert mapping.finger_note(chosen, chosen) == "30 of them fingers"
+    apply.retarget(source, target, chosen)
+    worst_angle = largest_bend = 0.0
+    deform = {"aim": 0.0, "first": 0.0, "others": 0.0}
+    for frame in sampled_frames(blank.scene):
+        blank.scene.frame_set(frame)
+        for joint, bone in fingers.items():
+            wanted = world_delta(source, joint)
+            bend = wanted @ world_delta(source, source.data.bones[joint].parent.name).T
+            largest_bend = max(largest_bend, angle_deg(bend, np.eye(3)))
+            worst_angle = max(worst_angle, angle_deg(wanted, world_delta(target, bone)))
+            if kind == "rigify":  # the deforming bones follow the finger controls
+                got = world_delta(target, "DEF-" + bone)
+                axis = rotation(target.matrix_world @ target.data.bones["DEF-" + bone].matrix_local)[:, 1]
+                aim = np.degrees(np.arccos(np.clip((wanted @ axis) @ (got @ axis), -1.0, 1.0)))
+                part = "first" if joint.endswith("1") else "others"
+                deform["aim"], deform[part] = max(deform["aim"], aim), max(deform[part], angle_deg(wanted, got))
+    print(f"{kind} fingers: worst angle {worst_angle:.3f} deg, largest bend of a finger joint {largest_bend:.1f} deg"
+          + ("; deforming bones: " + ", ".join(f"{part} {value:.3f} deg" for part, value in deform.items())
+             if kind == "rigify" else ""))
+    assert largest_bend > 50.0  # the source's fingers do bend
+    assert worst_angle <= MAX_ANGLE_DEG
+    assert deform["aim"] <= MAX_ANGLE_DEG and deform["others"] <= MAX_ANGLE_DEG
+    assert deform["first"] <= FIRST_PHALANX_TWIST_DEG
+
+
+def test_a_source_without_fingers_skips_them_and_says_so(source, blank):
+    target = make_target("rigify", blank)
+    _, chosen = apply.resolve_mapping(target, "auto")
+    keyed = apply.keyed_pairs(source, chosen)
+    assert set(chosen) - set(keyed) == set(mapping.FINGER_JOINT_NAMES)
+    assert mapping.finger_note(chosen, keyed) == "fingers skipped: the IKOL rig has none"
+    apply.retarget(source, target, chosen)
+    keyed_bones = {curve.data_path.split('"')[1] for curve in fcurves(target)}
+    assert keyed_bones >= set(keyed.values())
+    assert not keyed_bones & {chosen[joint] for joint in mapping.FINGER_JOINT_NAMES}
+    with pytest.raises(apply.RetargetError, match="names only fingers"):
+        apply.retarget(source, target, {"left_index1": "f_index.01.L"})
+    fingerless = make_target("mixamo", blank)
+    _, chosen = apply.resolve_mapping(fingerless, "auto")
+    assert mapping.finger_note(chosen, apply.keyed_pairs(source, chosen)) == (
+        "fingers skipped: the target has no mapped finger bones")
 
 
 def test_keys_sit_on_the_source_frames_and_only_mapped_bones_are_keyed(source, blank):
@@ -283,7 +355,7 @@ def test_operator_retargets_with_a_custom_mapping_loaded_from_file(source, blank
         settings = blank.scene.ikol_retarget
         settings.target = target
         assert bpy.ops.ikol.retarget_load(filepath=str(path)) == {"FINISHED"}
-        assert settings.mapping == "custom" and len(settings.pairs) == 24
+        assert settings.mapping == "custom" and len(settings.pairs) == 24 + 30  # the joints and the fingers
         assert bpy.ops.ikol.retarget() == {"FINISHED"}
         assert {curve.data_path.split('"')[1] for curve in fcurves(target)} == {"mixamorig:LeftArm",
                                                                                "mixamorig:LeftForeArm"}

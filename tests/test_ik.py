@@ -84,11 +84,11 @@ def test_iterations_fix_a_bad_start(body, case, generator):
 
 
 def test_tolerance_stops_once_steps_stop_paying(body, case, generator, monkeypatch):
-    from ikol_engine.ik import solver
+    from ikol_engine.ik import gauss_newton
 
     steps = []
-    step = solver.levenberg_marquardt_step
-    monkeypatch.setattr(solver, "levenberg_marquardt_step", lambda *args: steps.append(1) or step(*args))
+    step = gauss_newton.levenberg_marquardt_step
+    monkeypatch.setattr(gauss_newton, "levenberg_marquardt_step", lambda *args: steps.append(1) or step(*args))
     noisy = case.keypoints + 10 * MM * torch.randn(case.keypoints.shape, generator=generator)
     every = solve(noisy, case.confidence, case.betas, case.twist, iterations=20, body=body, device="cpu")
     assert len(steps) == 20

@@ -196,3 +196,22 @@ def levenberg_marquardt_step(state: State, problem: Problem) -> State:
                  pick(candidate.normal, state.normal),
                  pick(candidate.gradient, state.gradient), damping,
                  None if offset is None else pick(candidate.offset, state.offset))
+
+
+def iterate(problem: Problem, rotations: torch.Tensor, translation: torch.Tensor, offset: torch.Tensor | None,
+            iterations: int, tolerance: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Up to ``iterations`` Levenberg-Marquardt steps from (B, J, 3, 3) rotations, (B, 3)
+    translation and the (B, 3) free offset (None without one); -> the three after the last
+    step. Stops early once a step lowers the batch's summed objective by less than
+    ``tolerance`` of it (0: every step, as unrolled training wants)."""
+    batch, dtype, device = rotations.shape[0], rotations.dtype, rotations.device
+    state = linearize(rotations, translation, torch.full((batch,), problem.damping, dtype=dtype, device=device),
+                      problem, offset)
+    for _ in range(iterations):
+        before = state.cost.sum()
+        state = levenberg_marquardt_step(state, problem)
+        gain = before - state.cost.sum()
+        # A step every frame rejected gains nothing but raised the damping: try again.
+        if tolerance and 0 < gain <= tolerance * before:
+            break
+    return state.rotations, state.translation, state.offset

@@ -19,7 +19,7 @@ import torch
 from ..skeleton import hands
 from ..skeleton.kinematics import forward_kinematics, rest_offsets
 from ..skeleton.tree import KinematicTree
-from .gauss_newton import Problem, levenberg_marquardt_step, linearize
+from .gauss_newton import Problem, iterate
 from .joint_limits import JointLimits
 from .normal_equations import tree_layout
 from .rotations import swing_between
@@ -200,15 +200,8 @@ def solve_hand(
         tree=tree, layout=tree_layout(hands.HAND_PARENTS[:hands.HAND_NUM_JOINTS], targets.device),
         reference=towards if bool(pulls.any()) else None, reference_weight=pulls,
         limits=limits)
-    state = linearize(rotations, wrist, torch.full((batch,), damping, dtype=targets.dtype, device=targets.device),
-                      problem)
-    for _ in range(iterations):
-        before = state.cost.sum()
-        state = levenberg_marquardt_step(state, problem)
-        gain = before - state.cost.sum()
-        if tolerance and 0 < gain <= tolerance * before:
-            break
-    _, keypoints = forward_kinematics(state.rotations, offsets, state.translation, tree)
+    rotations, wrist, _ = iterate(problem, rotations, wrist, None, iterations, tolerance)
+    _, keypoints = forward_kinematics(rotations, offsets, wrist, tree)
     seen = (confidence > 0).to(targets.dtype)
     residual = ((keypoints - targets).norm(dim=-1) * seen).sum(-1) / seen.sum(-1).clamp(min=1)
-    return HandIKResult(state.rotations, state.translation, residual, keypoints)
+    return HandIKResult(rotations, wrist, residual, keypoints)

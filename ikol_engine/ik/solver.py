@@ -15,7 +15,7 @@ from ..common.devices import resolve_device
 from ..skeleton.kinematics import forward_kinematics, rest_offsets
 from ..skeleton.tree import SMPL_TREE, KinematicTree
 from .closed_form import closed_form_pose
-from .gauss_newton import Problem, levenberg_marquardt_step, linearize
+from .gauss_newton import Problem, iterate
 from .inputs import as_tensor, check_targets, frames_where
 from .normal_equations import smpl_layout
 from .rotations import bone_axes
@@ -186,7 +186,7 @@ def solve(
                       layout=smpl_layout(compute), reference=reference, reference_weight=reference_weight,
                       world=world, camera_layout=None if offset is None else camera_layout(compute))
     if iterations:
-        rotations, translation, offset = _iterate(problem, rotations, translation, offset, iterations, tolerance)
+        rotations, translation, offset = iterate(problem, rotations, translation, offset, iterations, tolerance)
 
     _, keypoints = forward_kinematics(rotations, offsets, translation, tree)
     seen = (confidence > 0).to(dtype)
@@ -282,23 +282,6 @@ def _place_in_camera(world: WorldTerms, targets: torch.Tensor, confidence: torch
     if not (depth > 0).all():
         raise ValueError(f"the body is behind the camera in frames {frames_where(depth <= 0)}")
     return targets, translation, offset, dataclasses.replace(world, depth=depth)
-
-
-def _iterate(problem: Problem, rotations: torch.Tensor, translation: torch.Tensor, offset: torch.Tensor | None,
-             iterations: int, tolerance: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Up to ``iterations`` Levenberg-Marquardt steps from (B, 24, 3, 3) rotations, (B, 3)
-    translation and the (B, 3) free offset; -> the three after the last step."""
-    batch, dtype, device = rotations.shape[0], rotations.dtype, rotations.device
-    state = linearize(rotations, translation, torch.full((batch,), problem.damping, dtype=dtype, device=device),
-                      problem, offset)
-    for _ in range(iterations):
-        before = state.cost.sum()
-        state = levenberg_marquardt_step(state, problem)
-        gain = before - state.cost.sum()
-        # A step every frame rejected gains nothing but raised the damping: try again.
-        if tolerance and 0 < gain <= tolerance * before:
-            break
-    return state.rotations, state.translation, state.offset
 
 
 def _world_terms(pixels: Any, pixel_confidence: Any, confidence: torch.Tensor, camera: PinholeCamera | None,

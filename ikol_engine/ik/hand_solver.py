@@ -111,13 +111,12 @@ def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.
         (B, 16, 3, 3) rotations, (B, 3) wrist position.
     """
     batch = targets.shape[0]
-    palm = list(PALM_KEYPOINTS)
-    # The knuckles hang off the wrist, so their offsets are their rest positions about it.
-    rest_palm = torch.cat([offsets[:, :1], offsets[:, palm[1:]]], 1)
-    weights = confidence[:, palm].clamp(min=1e-6)
-    fitted, wrist = roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
     if wrist_rotation is None:
-        wrist_rotation = fitted
+        palm = list(PALM_KEYPOINTS)
+        # The knuckles hang off the wrist, so their offsets are their rest positions about it.
+        rest_palm = torch.cat([offsets[:, :1], offsets[:, palm[1:]]], 1)
+        weights = confidence[:, palm].clamp(min=1e-6)
+        wrist_rotation, wrist = roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
     else:
         wrist = targets[:, 0]
     rotations = torch.eye(3, dtype=targets.dtype, device=targets.device).repeat(batch, hands.HAND_NUM_JOINTS, 1, 1)

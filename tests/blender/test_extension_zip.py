@@ -136,5 +136,6 @@ def test_conversion_through_the_installed_addon(installed, tmp_path, monkeypatch
     assert len(motion.frame_indices) == 12
     bpy.ops.wm.open_mainfile(filepath=str(output / "demo.blend"))
     (armature,) = [obj for obj in bpy.data.objects if obj.type == "ARMATURE"]
-    assert len(armature.data.bones) == len(motion.joint_names) == 24
+    # The body's 24 bones and, the hands analysed by default, SMPL-H's 30 fingers.
+    assert motion.has_fingers and len(armature.data.bones) == len(motion.joint_names) + 30 == 54
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)

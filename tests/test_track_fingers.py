@@ -140,3 +140,39 @@ def test_a_hand_never_seen_stays_at_rest_and_its_wrist_as_the_body_has_it(rest):
                            np.ones(frames, bool), rest_hands, FPS, SolveOptions())
     assert not solved.seen.any() and (solved.rotations[..., 0] == 1.0).all()
     assert np.array_equal(solved.body_rotations, body)
+
+
+def test_hands_found_alongside_the_regressor_keep_their_order_and_errors():
+    from ikol_engine.pipeline import _HandsAlongside
+    from ikol_engine.regressors.base import KeypointFrames, RegressorError
+    from ikol_engine.regressors.blazepose.hands import HandFrames
+    from ikol_engine.regressors.blazepose.landmarks import LANDMARK_NAMES
+
+    class Marking:
+        """Writes each image's first pixel into the wrist's x: which frame each result was."""
+
+        def __call__(self, images, body_pixels, body_confidence):
+            found = HandFrames.empty(len(images))
+            found.image_keypoints[:, 0, 0, 0] = [image[0, 0, 0] for image in images]
+            return found
+
+    def body(count: int) -> KeypointFrames:
+        r = len(LANDMARK_NAMES)
+        return KeypointFrames(LANDMARK_NAMES, np.zeros((count, r, 3)), np.ones((count, r)), np.zeros((count, r, 2)),
+                              np.ones(count, bool))
+
+    images = [np.full((4, 4, 3), i, np.uint8) for i in range(9)]
+    with _HandsAlongside(Marking(), 2) as hands:
+        for first in range(0, 9, 3):
+            hands.submit(first, images[first:first + 3], body(3))
+        found = hands.found()
+    # In order, every other frame looked at (the rest empty).
+    assert found.image_keypoints[:, 0, 0, 0].tolist() == [0, 0, 2, 0, 4, 0, 6, 0, 8]
+
+    class Failing:
+        def __call__(self, images, body_pixels, body_confidence):
+            raise RegressorError("hands failed on image 0")
+
+    with pytest.raises(RegressorError, match="hands failed"), _HandsAlongside(Failing(), 1) as hands:
+        hands.submit(0, images[:1], body(1))
+        hands.found()

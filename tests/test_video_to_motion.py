@@ -240,3 +240,34 @@ def test_hidden_hands_rest_and_no_hands_is_the_body_alone(analysed, tmp_path: Pa
     # With hands the wrists and elbows differ (turned to the hands); the rest of the body does not.
     changed = np.abs(motion.rotations - alone.rotations).max(axis=(0, 2)) > 1e-4
     assert set(np.flatnonzero(changed)) <= {18, 19, 20, 21} and changed[[20, 21]].all()
+
+
+def test_a_video_whose_hands_are_covered_keeps_the_fingers_at_rest(analysed, tmp_path: Path) -> None:
+    """The sample with both hands blacked out from frame 60 on (a disc around each of
+    BlazePose's hand points, a forearm wide): no hand is found there, the fingers rest."""
+    import cv2
+
+    from ikol_engine.regressors.blazepose.hand_landmarks import BODY_ELBOWS, BODY_HAND_POINTS, BODY_WRISTS
+    from ikol_engine.video.decode import iter_frames
+
+    _, motion, _ = analysed
+    covered_from = 60
+    clip = tmp_path / "covered.avi"
+    writer = None
+    for frame, pixels in zip(iter_frames(samples.demo_video(), 0, len(motion.valid)), motion.image_keypoints):
+        image = np.ascontiguousarray(frame.image[..., ::-1])
+        if frame.index >= covered_from:
+            for side in range(2):
+                forearm = float(np.linalg.norm(pixels[BODY_WRISTS[side]] - pixels[BODY_ELBOWS[side]]))
+                centre = pixels[list(BODY_HAND_POINTS[side])].mean(axis=0)
+                cv2.circle(image, (int(centre[0]), int(centre[1])), int(max(forearm, 30.0)), (0, 0, 0), -1)
+        if writer is None:
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), motion.fps, image.shape[1::-1])
+        writer.write(image)
+    writer.release()
+    covered, _ = analyze(clip, tmp_path / "covered.npz", AnalyzeOptions(), SolveOptions(device="cpu"))
+    assert covered.has_fingers
+    assert covered.hand_valid[:covered_from].any()  # the hands were found before they were covered
+    assert not covered.hand_valid[covered_from:].any()
+    ease = int(round(fingers.EASE_S * covered.fps))
+    assert np.abs(covered.hand_rotations[covered_from + ease:, :, 0]).min() > 1 - 1e-6

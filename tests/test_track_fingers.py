@@ -77,7 +77,7 @@ def test_a_wrist_turned_to_the_hand_keeps_its_place_and_gives_the_twist_to_the_e
     turn = roma.rotvec_to_rotmat(torch.from_numpy(rng.normal(scale=0.8, size=(16, 3)))).numpy()
     for side, wrist in enumerate(hands.WRISTS):
         elbow = skeleton.PARENTS[wrist]
-        turned = _turn_wrist(rotations, keypoints, side, turn)
+        turned = _turn_wrist(rotations, _globals(rotations), keypoints, side, turn)
         before, after = _globals(rotations), _globals(turned)
         assert np.abs(after[:, wrist] - turn @ before[:, wrist]).max() < 1e-9
         moved = _body_keypoints(turned, rest_keypoints)

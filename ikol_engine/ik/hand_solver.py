@@ -90,6 +90,23 @@ def finger_limits(rest: torch.Tensor, side: int, weight: float) -> JointLimits:
     return JointLimits(torch.tensor(joints, device=rest.device), torch.stack(axes), radians[0], radians[1], weight)
 
 
+def palm_fit(targets: torch.Tensor, rest: torch.Tensor,
+             confidence: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rigid motion taking a rest palm (the wrist and the four knuckles) onto each
+    target hand's: the orientation the palm shows, and where its wrist is.
+
+    Args:
+        targets: (B, 21, 3) hands in the hand tree's order; rest: (21, 3) or (B, 21, 3)
+            rest hands; confidence: (B, 21) keypoint weights, or None for equal ones.
+    Returns:
+        (B, 3, 3) rotations and (B, 3) wrist positions.
+    """
+    palm = list(PALM_KEYPOINTS)
+    rest_palm = (rest[..., palm, :] - rest[..., :1, :]).expand(len(targets), -1, -1).to(targets.dtype)
+    weights = None if confidence is None else confidence[:, palm].clamp(min=1e-6)
+    return roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
+
+
 def _offsets(rest: torch.Tensor, tree: KinematicTree) -> torch.Tensor:
     """(B, 21, 3) rest offsets with the root's at zero, so the translation is the wrist's position."""
     offsets = rest_offsets(rest, tree).clone()
@@ -112,11 +129,8 @@ def _start_pose(targets: torch.Tensor, confidence: torch.Tensor, offsets: torch.
     """
     batch = targets.shape[0]
     if wrist_rotation is None:
-        palm = list(PALM_KEYPOINTS)
-        # The knuckles hang off the wrist, so their offsets are their rest positions about it.
-        rest_palm = torch.cat([offsets[:, :1], offsets[:, palm[1:]]], 1)
-        weights = confidence[:, palm].clamp(min=1e-6)
-        wrist_rotation, wrist = roma.rigid_points_registration(rest_palm, targets[:, palm], weights=weights)
+        # The knuckles hang off the wrist, whose offset is zero: the offsets are the rest palm about it.
+        wrist_rotation, wrist = palm_fit(targets, offsets, confidence)
     else:
         wrist = targets[:, 0]
     rotations = torch.eye(3, dtype=targets.dtype, device=targets.device).repeat(batch, hands.HAND_NUM_JOINTS, 1, 1)

@@ -23,13 +23,13 @@ import roma
 import torch
 
 from .. import skeleton
-from ..ik.hand_solver import PALM_KEYPOINTS, solve_hand
+from ..ik.hand_solver import palm_fit, solve_hand
 from ..ik.rotations import twist_angle
 from ..observations import to_world_axes
 from ..skeleton import hands
 from ..skeleton.kinematics import forward_kinematics
 from ..skeleton.tree import SMPL_TREE
-from .cleanup import fill_gaps
+from .cleanup import fill_gaps, gap_runs
 from .filtering import DESPIKE_FRAMES, one_euro_forward_backward, quaternion_continuity, smoothed_quaternions
 from .options import SolveOptions
 
@@ -105,13 +105,15 @@ def solve_fingers(landmarks: np.ndarray, confidence: np.ndarray, body_rotations:
                                                 fps, options)
         rows = on_body[solved]
         targets = points[solved] + body_keypoints[rows, hands.WRISTS[side]][:, None]
-        body_wrists = _global_wrists(body_rotations)[:, side]
+        globals_ = _globals(body_rotations)
+        body_wrists = globals_[:, hands.WRISTS[side]]
         # The palm's orientation, where the hand is seen: the body's wrist turned to it,
         # smoothly, and eased back to the body's own beyond.
-        shown = _palm_orientation(targets, rest_hands[side])
-        turn = _smooth_turns(shown @ body_wrists[rows].transpose(0, 2, 1), solved, fps, options, ease)
-        body_rotations = _turn_wrist(body_rotations, body_keypoints, side, turn[valid])
-        wrists = _global_wrists(body_rotations)[:, side]
+        shown, _ = palm_fit(torch.from_numpy(targets), torch.from_numpy(rest_hands[side]).double())
+        shown = shown.numpy()
+        turn = _smooth_turns(shown @ body_wrists[rows].transpose(0, 2, 1), solved, fps, options, ease)[valid]
+        body_rotations = _turn_wrist(body_rotations, globals_, body_keypoints, side, turn)
+        wrists = turn @ body_wrists
         # float32, as the body's IK: millimetres need no more, and it is twice as fast.
         solve = {"targets": torch.from_numpy(targets).float(), "confidence": torch.from_numpy(weights[solved]).float(),
                  "rest": torch.from_numpy(rest_hands[side]).float(), "side": side,
@@ -143,10 +145,10 @@ def _smoothed_runs(rotations: np.ndarray, solved: np.ndarray, fps: float, option
     """(F, J, 3, 3) rotations at the F ``solved`` (T,) frames smoothed in time, each run of
     consecutive frames on its own (a long gap separates unrelated poses)."""
     xyzw = roma.rotmat_to_unitquat(torch.from_numpy(rotations)).numpy()
-    frames = np.flatnonzero(solved)
-    starts = np.flatnonzero(np.diff(frames, prepend=-2) > 1)
-    for start, end in zip(starts, [*starts[1:], len(frames)]):
-        xyzw[start:end] = smoothed_quaternions(xyzw[start:end], fps, options.filter_params(), DESPIKE_FRAMES)
+    row = np.cumsum(solved) - 1  # each frame's row among the solved ones
+    for start, end in gap_runs(~solved):  # the runs of solved frames
+        run = slice(row[start], row[end - 1] + 1)
+        xyzw[run] = smoothed_quaternions(xyzw[run], fps, options.filter_params(), DESPIKE_FRAMES)
     return roma.unitquat_to_rotmat(torch.from_numpy(xyzw)).numpy()
 
 
@@ -167,17 +169,19 @@ def _smooth_turns(turns: np.ndarray, solved: np.ndarray, fps: float, options: So
     return roma.unitquat_to_rotmat(torch.from_numpy(quat[:, 0][:, [1, 2, 3, 0]])).numpy()
 
 
-def _turn_wrist(rotations: np.ndarray, keypoints: np.ndarray, side: int, turn: np.ndarray) -> np.ndarray:
+def _turn_wrist(rotations: np.ndarray, globals_: np.ndarray, keypoints: np.ndarray, side: int,
+                turn: np.ndarray) -> np.ndarray:
     """The body with one wrist's global rotation turned by ``turn``: the part about the
     forearm (its twist) given to the elbow, where a forearm turns, the rest to the wrist.
 
     Args:
-        rotations: (V, 24, 3, 3) local; keypoints: (V, 29, 3); turn: (V, 3, 3) world frame.
+        rotations: (V, 24, 3, 3) local and globals_: (V, 24, 3, 3) global rotations;
+        keypoints: (V, 29, 3); turn: (V, 3, 3) world frame.
     Returns:
-        (V, 24, 3, 3), a new array.
+        (V, 24, 3, 3) local rotations, a new array; the wrist's global one is ``turn``
+        times what it was.
     """
     elbow, wrist = skeleton.PARENTS[hands.WRISTS[side]], hands.WRISTS[side]
-    globals_ = _globals(rotations)
     axis = (keypoints[:, wrist] - keypoints[:, elbow]).astype(np.float64)
     axis = torch.from_numpy(axis / np.linalg.norm(axis, axis=-1, keepdims=True))
     turn_t = torch.from_numpy(turn)
@@ -196,11 +200,6 @@ def _globals(rotations: np.ndarray) -> np.ndarray:
     zeros = local.new_zeros(len(local), skeleton.NUM_KEYPOINTS, 3)
     globals_, _ = forward_kinematics(local, zeros, local.new_zeros(len(local), 3), SMPL_TREE)
     return globals_.numpy()
-
-
-def _global_wrists(body_rotations: np.ndarray) -> np.ndarray:
-    """(V, 2, 3, 3) the body's left and right wrists' global rotations, from (V, 24, 3, 3) local ones."""
-    return _globals(body_rotations)[:, list(hands.WRISTS)]
 
 
 def _hand_targets(landmarks: np.ndarray, confidence: np.ndarray, found: np.ndarray, rest: np.ndarray,
@@ -233,15 +232,6 @@ def _hand_targets(landmarks: np.ndarray, confidence: np.ndarray, found: np.ndarr
     if params is not None:
         points = one_euro_forward_backward(points, fps, params, solved)
     return points, weights, solved
-
-
-def _palm_orientation(targets: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    """(F, 3, 3) the rotation taking the rest palm ((21, 3) rest hand: wrist and knuckles)
-    onto each frame's ((F, 21, 3) targets), the palm's orientation its landmarks show."""
-    palm = list(PALM_KEYPOINTS)
-    rest_palm = torch.from_numpy(rest[palm] - rest[0]).double().expand(len(targets), -1, -1)
-    shown, _ = roma.rigid_points_registration(rest_palm, torch.from_numpy(targets[:, palm]).double())
-    return shown.numpy()
 
 
 def _median_turn(shown: np.ndarray, wrists: np.ndarray, rows: np.ndarray) -> float:
